@@ -1,0 +1,1 @@
+"""Scripts that turn MediX datasets into verl parquet."""

@@ -1,0 +1,175 @@
+"""``medix-verl`` command line.
+
+    medix-verl score IN.jsonl -o OUT.jsonl --judge-url URL --judge-model NAME --embed-model PATH_OR_ID
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from .judge import JudgeUnavailableError
+from .embedder import EmbedderError
+
+EXIT_BAD_INPUT = 2
+EXIT_JUDGE = 3
+EXIT_EMBED = 4
+
+
+class InputError(ValueError):
+    pass
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Read score input rows; a bad line raises :class:`InputError` naming file and line."""
+    rows = []
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}") from None
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for key in ("response", "ground_truth"):
+                if key not in row:
+                    raise InputError(f"{path}:{lineno}: missing required field {key!r} (row id={row.get('id')!r})")
+                if not isinstance(row[key], str):
+                    raise InputError(
+                        f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__} "
+                        f"(row id={row.get('id')!r})"
+                    )
+            rows.append(row)
+    return rows
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .reward import MedixScorer
+    from .settings import RewardSettings
+
+    try:
+        rows = read_rows(Path(args.input))
+    except InputError as exc:
+        print(f"medix-verl score: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        settings = RewardSettings.from_kwargs(
+            {
+                "preset": args.preset,
+                "judge_url": args.judge_url,
+                "judge_model": args.judge_model,
+                "judge_max_concurrency": args.max_concurrency,
+                "judge_timeout": args.timeout,
+                "judge_retries": args.retries,
+                "max_error_rate": args.max_error_rate,
+                "embed_model": args.embed_model,
+                "embed_url": args.embed_url,
+                "embed_device": args.embed_device,
+                "embed_threshold": args.embed_threshold,
+                "part_modules": args.part_module or None,
+            },
+            where="option",
+        )
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"medix-verl score: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    scorer = MedixScorer(settings)
+    started = time.perf_counter()
+
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(rows), desc="scoring", unit="row", file=sys.stderr, disable=None)
+
+    async def run():
+        try:
+            return await scorer.score_many(rows, on_done=(progress.update if progress else None))
+        finally:
+            await scorer.aclose()
+
+    try:
+        results = asyncio.run(run())
+    except JudgeUnavailableError as exc:
+        print(f"medix-verl score: judge failed: {exc}", file=sys.stderr)
+        return EXIT_JUDGE
+    except EmbedderError as exc:
+        print(f"medix-verl score: embedder failed: {exc}", file=sys.stderr)
+        return EXIT_EMBED
+    finally:
+        if progress is not None:
+            progress.close()
+    elapsed = time.perf_counter() - started
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for row, result in zip(rows, results):
+            handle.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    _print_summary(scorer, len(rows), elapsed)
+    return 0
+
+
+def _print_summary(scorer, n: int, elapsed: float) -> None:
+    lines = [f"scored {n} rows in {elapsed:.2f}s ({n / elapsed if elapsed else 0:.1f} rows/s)"]
+    means = scorer.means()
+    if means:
+        lines.append("means: " + "  ".join(f"{k}={v:.4f}" for k, v in means.items()))
+    if scorer.judge is not None:
+        st = scorer.judge.stats.as_dict()
+        lines.append(
+            "judge {}: calls={calls} requests={requests} cache_hits={cache_hits} dedup_hits={dedup_hits} "
+            "retries={retries} errors={errors} latency mean={latency_mean_s:.3f}s p95={latency_p95_s:.3f}s".format(
+                scorer.judge.url, **st
+            )
+        )
+    emb = scorer.embedder.stats
+    lines.append(
+        f"embedder {scorer.embedder.describe()}: texts={emb['texts']} cache_hits={emb['cache_hits']} "
+        f"batches={emb['batches']} encoded={emb['encoded']}"
+    )
+    print("\n".join(lines), file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medix-verl", description="MediX-R1 on verl: reward scoring and tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("score", help="score rollouts offline with the composite reward (JSONL in, JSONL out)")
+    p.add_argument("input", help="JSONL rows with 'response', 'ground_truth' ('<TAG> answer'), optional id/question/data_source")
+    p.add_argument("-o", "--output", required=True, help="JSONL out: the input fields plus the six reward keys")
+    p.add_argument("--judge-url", help="OpenAI base URL of the judge, e.g. http://127.0.0.1:8085/v1 (or $MEDIX_JUDGE_URL)")
+    p.add_argument("--judge-model", help="served judge model name (default Qwen/Qwen3-4B-Instruct-2507)")
+    p.add_argument("--embed-model", help="sentence-transformers id or path (default abhinand/MedEmbed-large-v0.1)")
+    p.add_argument("--embed-url", help="use a remote OpenAI-compatible /v1/embeddings endpoint instead")
+    p.add_argument("--embed-device", help="cpu, cuda, cuda:1 ... (default: cuda when visible)")
+    p.add_argument("--embed-threshold", type=float, help="cosine threshold (default: the preset's, 0.8)")
+    p.add_argument("--preset", default="paper", choices=["paper", "robust"])
+    p.add_argument("--max-concurrency", type=int, default=64, help="judge requests in flight (default 64)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per judge request (default 30)")
+    p.add_argument("--retries", type=int, default=3, help="retries of a transient judge failure (default 3)")
+    p.add_argument("--max-error-rate", type=float, default=0.2, help="judge error rate that aborts (default 0.2)")
+    p.add_argument("--part-module", action="append", help="module or .py file registering custom reward parts")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Sentence embeddings for the embedding-accuracy part, batched across concurrent samples.
+
+Each scored sample asks for two texts (answer and reference). Instead of encoding pairs one by
+one, requests from all samples being scored concurrently are gathered for a few milliseconds
+(or until ``batch_size`` texts wait) and encoded in one batch, on a worker thread so the event
+loop that drives judge traffic never blocks. Embeddings are cached (LRU): references repeat
+across every rollout of a prompt and GRPO groups repeat short answers.
+
+Two back-ends share the batching:
+
+* :class:`LocalEmbedder`: a sentence-transformers model (default ``abhinand/MedEmbed-large-v0.1``,
+  any hub id or local path), loaded once per process, on CUDA when visible, else CPU;
+* :class:`RemoteEmbedder`: an OpenAI-compatible ``/v1/embeddings`` endpoint (e.g. ``vllm serve
+  --runner pooling``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_EMBED_MODEL = "abhinand/MedEmbed-large-v0.1"
+
+
+class EmbedderError(RuntimeError):
+    """The embedding back-end failed (model not loadable, remote endpoint broken)."""
+
+
+class _Batcher:
+    """Per-event-loop queue of texts waiting to be encoded."""
+
+    def __init__(self):
+        self.pending: dict[str, asyncio.Future] = {}
+        self.flush_handle: asyncio.TimerHandle | None = None
+
+
+class BaseEmbedder:
+    """Batching, caching front of an embedding back-end. Subclasses implement :meth:`_encode_batch`."""
+
+    def __init__(self, *, batch_size: int = 128, max_wait_ms: float = 2.0, cache_size: int = 200_000):
+        if batch_size < 1:
+            raise ValueError(f"embed batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.max_wait = float(max_wait_ms) / 1000.0
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = weakref.WeakKeyDictionary()
+        self.stats = {"texts": 0, "cache_hits": 0, "batches": 0, "encoded": 0}
+
+    # ------------------------------------------------------------------ public API
+    async def embed(self, text: str) -> np.ndarray:
+        """The unit-norm embedding of one text (batched with concurrent callers)."""
+        self.stats["texts"] += 1
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            self.stats["cache_hits"] += 1
+            return hit
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _Batcher()
+        future = batcher.pending.get(text)
+        if future is None:
+            future = batcher.pending[text] = loop.create_future()
+            if len(batcher.pending) >= self.batch_size:
+                self._flush(loop, batcher)
+            elif batcher.flush_handle is None:
+                batcher.flush_handle = loop.call_later(self.max_wait, self._flush, loop, batcher)
+        return await asyncio.shield(future)
+
+    async def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two texts."""
+        ea, eb = await asyncio.gather(self.embed(a), self.embed(b))
+        return float(np.dot(ea, eb))
+
+    async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack(await asyncio.gather(*(self.embed(t) for t in texts)))
+
+    def encode_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Synchronous, unbatched encode (benchmarks, calibration). Rows are unit-norm."""
+        return _unit_rows(self._encode_batch_sync(list(texts)))
+
+    # ------------------------------------------------------------------ batching
+    def _flush(self, loop: asyncio.AbstractEventLoop, batcher: _Batcher) -> None:
+        if batcher.flush_handle is not None:
+            batcher.flush_handle.cancel()
+            batcher.flush_handle = None
+        if not batcher.pending:
+            return
+        work, batcher.pending = batcher.pending, {}
+        loop.create_task(self._run_batch(work))
+
+    async def _run_batch(self, work: dict[str, asyncio.Future]) -> None:
+        texts = list(work)
+        try:
+            vectors = _unit_rows(await self._encode_batch(texts))
+            if vectors.shape[0] != len(texts):
+                raise EmbedderError(f"embedder returned {vectors.shape[0]} vectors for {len(texts)} texts")
+        except Exception as exc:  # every waiter sees the failure
+            err = exc if isinstance(exc, EmbedderError) else EmbedderError(f"{self.describe()}: {type(exc).__name__}: {exc}")
+            for fut in work.values():
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        self.stats["batches"] += 1
+        self.stats["encoded"] += len(texts)
+        for text, vec in zip(texts, vectors):
+            self._cache_put(text, vec)
+            fut = work[text]
+            if not fut.done():
+                fut.set_result(vec)
+
+    def _cache_put(self, text: str, vec: np.ndarray) -> None:
+        if not self.cache_size:
+            return
+        self._cache[text] = vec
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ back-end
+    async def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def _unit_rows(matrix) -> np.ndarray:
+    arr = np.asarray(matrix, dtype=np.float32)
+    if arr.ndim != 2:
+        raise EmbedderError(f"expected a 2-D array of embeddings, got shape {arr.shape}")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.where(norms == 0, 1.0, norms)
+
+
+# ---------------------------------------------------------------------------- local model
+_MODELS: dict[tuple[str, str], object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def resolve_device(device: str | None) -> str:
+    if device and device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_sentence_transformer(model: str, device: str | None = None):
+    """Load (once per process) a sentence-transformers model by hub id or local path."""
+    device = resolve_device(device)
+    key = (model, device)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            try:
+                from sentence_transformers import SentenceTransformer
+
+                _MODELS[key] = SentenceTransformer(model, device=device)
+            except Exception as exc:
+                raise EmbedderError(
+                    f"cannot load embedding model {model!r} on {device}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return _MODELS[key]
+
+
+class LocalEmbedder(BaseEmbedder):
+    """A sentence-transformers model in this process; encodes on one worker thread."""
+
+    def __init__(self, model: str = DEFAULT_EMBED_MODEL, *, device: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.model_name = model
+        self.device = resolve_device(device)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medix-embed")
+        self._model = None
+
+    def _model_obj(self):
+        if self._model is None:
+            self._model = load_sentence_transformer(self.model_name, self.device)
+        return self._model
+
+    def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:
+        return self._model_obj().encode(
+            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
+
+    async def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._encode_batch_sync, texts)
+
+    def warm_up(self) -> None:
+        """Load the model now (it is otherwise loaded on the first batch)."""
+        self._model_obj()
+
+    def describe(self) -> str:
+        return f"embedding model {self.model_name!r} on {self.device}"
+
+
+class RemoteEmbedder(BaseEmbedder):
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (one request per batch)."""
+
+    def __init__(self, base_url: str, model: str, *, timeout: float = 60.0, retries: int = 3, **kwargs):
+        from .judge import normalize_base_url
+
+        super().__init__(**kwargs)
+        self.url = normalize_base_url(base_url) + "/embeddings"
+        self.model_name = model
+        self.timeout = timeout
+        self.retries = retries
+
+    async def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        import aiohttp
+
+        last = None
+        for attempt in range(self.retries + 1):
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.post(
+                        self.url,
+                        json={"model": self.model_name, "input": texts},
+                        timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    ) as resp:
+                        body = await resp.read()
+                        if resp.status == 200:
+                            data = json.loads(body)["data"]
+                            data.sort(key=lambda d: d["index"])
+                            return np.asarray([d["embedding"] for d in data], dtype=np.float32)
+                        last = f"HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
+                        if resp.status < 500 and resp.status != 429:
+                            break
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(min(4.0, 0.25 * 2**attempt))
+        raise EmbedderError(f"embeddings endpoint {self.url} failed: {last}")
+
+    def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:
+        return asyncio.run(self._encode_batch(texts))
+
+    def describe(self) -> str:
+        return f"embeddings endpoint {self.url} ({self.model_name})"

@@ -1,0 +1,181 @@
+"""A loopback OpenAI-compatible chat server that stands in for the judge in tests and benchmarks.
+
+It speaks enough of ``POST /v1/chat/completions`` for :class:`~medix_verl.judge.JudgeClient`, with
+a fixed service time, a concurrency capacity (requests beyond it queue, as in a real server) and
+failure modes: HTTP errors for the first attempts of each request (flaky), a random error rate,
+a fixed status, hanging, malformed bodies and reset connections. It binds 127.0.0.1 only.
+
+    with FakeJudge(latency=0.05, capacity=8) as judge:
+        client = JudgeClient(judge.url, "fake")
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from collections import Counter
+from typing import Callable
+
+from aiohttp import web
+
+_PRED = re.compile(r"Predicted:(.*?)\nGround Truth:(.*)\Z", re.DOTALL)
+
+
+def lenient_policy(content: str) -> str:
+    """YES when one of predicted / reference contains the other (case-insensitive), else NO."""
+    found = _PRED.search(content)
+    if not found:
+        return "NO"
+    pred, ref = found.group(1).strip().lower(), found.group(2).strip().lower()
+    return "YES" if pred and ref and (pred in ref or ref in pred) else "NO"
+
+
+class FakeJudge:
+    def __init__(
+        self,
+        policy: Callable[[str], str] = lenient_policy,
+        *,
+        latency: float = 0.0,
+        capacity: int | None = None,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        error_rate: float = 0.0,
+        status: int | None = None,
+        hang: bool = False,
+        malformed: bool = False,
+        reset: bool = False,
+        seed: int = 0,
+    ):
+        self.policy = policy
+        self.latency = latency
+        self.capacity = capacity
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.error_rate = error_rate
+        self.status = status
+        self.hang = hang
+        self.malformed = malformed
+        self.reset = reset
+        self._rng = random.Random(seed)
+        self.received = 0
+        self.served = 0
+        self.attempts: Counter[str] = Counter()
+        self.in_service = 0
+        self.max_in_service = 0
+        self.payloads: list[dict] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # ------------------------------------------------------------------ server
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.received += 1
+        raw = await request.read()
+        try:
+            payload = json.loads(raw)
+            content = payload["messages"][-1]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return web.json_response({"error": {"message": "bad request body"}}, status=400)
+        self.payloads.append(payload)
+        key = content
+        self.attempts[key] += 1
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.reset:
+            request.transport.close()
+            return web.Response(status=500)
+        if self.status is not None:
+            return web.json_response({"error": {"message": f"forced {self.status}"}}, status=self.status)
+        if self.attempts[key] <= self.fail_first:
+            return web.json_response({"error": {"message": "flaky"}}, status=self.fail_status)
+        if self.error_rate and self._rng.random() < self.error_rate:
+            return web.json_response({"error": {"message": "random failure"}}, status=500)
+        async with self._capacity:
+            self.in_service += 1
+            self.max_in_service = max(self.max_in_service, self.in_service)
+            try:
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+            finally:
+                self.in_service -= 1
+        self.served += 1
+        if self.malformed:
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        reply = self.policy(content)
+        return web.json_response(
+            {
+                "id": f"cmpl-{self.served}",
+                "object": "chat.completion",
+                "model": payload.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(content.split()), "completion_tokens": 1, "total_tokens": 1},
+            }
+        )
+
+    async def _start(self) -> None:
+        self._capacity = asyncio.Semaphore(self.capacity or 1_000_000)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> "FakeJudge":
+        self._thread = threading.Thread(target=self._run, name="fake-judge", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake judge did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> "FakeJudge":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv=None) -> None:
+    """Run a fake judge on 127.0.0.1 until interrupted (for trying the CLI and recipes)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--capacity", type=int)
+    args = parser.parse_args(argv)
+    with FakeJudge(latency=args.latency, capacity=args.capacity) as judge:
+        print(judge.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

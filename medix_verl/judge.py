@@ -1,0 +1,344 @@
+"""Async client for an LLM judge behind an OpenAI-compatible chat endpoint (vLLM is the target).
+
+Built for thousands of short YES/NO requests per training step:
+
+* pooled keep-alive connections and a concurrency cap;
+* a per-request timeout, and retries with exponential backoff and jitter for transient
+  failures only (refused/reset connections, timeouts, 408, 429, 5xx); other 4xx are not retried;
+* de-duplication of identical in-flight requests and an LRU cache of replies (GRPO groups
+  repeat short answers);
+* counters (:meth:`JudgeClient.stats`);
+* a failure policy: one request that still fails is reported to the caller as a
+  :class:`JudgeRequestError` (the row gets ``judge_error=1``); a judge that cannot be reached,
+  that has never answered within the timeout, or whose recent error rate passes
+  ``max_error_rate`` raises :class:`JudgeUnavailableError`, naming the URL and the last error,
+  so training stops instead of learning from zeros.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import weakref
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import aiohttp
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class JudgeRequestError(Exception):
+    """One judge request failed for good (after its retries). The row gets ``judge_error=1``."""
+
+    def __init__(self, message: str, *, transient: bool, kind: str):
+        super().__init__(message)
+        self.transient = transient
+        self.kind = kind  # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol"
+
+
+class JudgeUnavailableError(RuntimeError):
+    """The judge is unusable: scoring must stop rather than carry on with zeros."""
+
+
+@dataclass
+class JudgeStats:
+    calls: int = 0  # verdicts asked for
+    cache_hits: int = 0
+    dedup_hits: int = 0  # joined an identical request already in flight
+    requests: int = 0  # HTTP attempts sent
+    retries: int = 0
+    errors: int = 0  # calls that failed after their retries
+    succeeded: int = 0  # HTTP attempts that returned a reply
+    latency_sum: float = 0.0
+    latency_max: float = 0.0
+    latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def as_dict(self) -> dict[str, float]:
+        lat = sorted(self.latencies)
+        pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: 0.0)
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "dedup_hits": self.dedup_hits,
+            "requests": self.requests,
+            "retries": self.retries,
+            "errors": self.errors,
+            "latency_mean_s": self.latency_sum / self.succeeded if self.succeeded else 0.0,
+            "latency_p50_s": pick(0.5),
+            "latency_p95_s": pick(0.95),
+            "latency_max_s": self.latency_max,
+        }
+
+
+class _LoopState:
+    """What must belong to one event loop: the HTTP session, the semaphore, in-flight futures."""
+
+    def __init__(self, max_concurrency: int, headers: Mapping[str, str]):
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.inflight: dict[str, asyncio.Future] = {}
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_concurrency, keepalive_timeout=75, ttl_dns_cache=300),
+            headers=dict(headers),
+        )
+
+
+class JudgeClient:
+    """Ask an OpenAI-compatible server for chat completions, robustly.
+
+    Args:
+        base_url: the OpenAI base URL, e.g. ``http://127.0.0.1:8085/v1`` (``host:port`` is accepted too).
+        model: the served model name sent in each request.
+        max_concurrency: requests in flight at once (also the connection pool size).
+        timeout: seconds for one HTTP attempt.
+        retries: further attempts after the first for transient failures.
+        backoff: base delay in seconds; attempt k waits ``min(backoff_max, backoff*2**k)`` times a
+            random factor in [0.5, 1.5] (or the server's ``Retry-After``, if longer).
+        cache_size: replies kept (LRU); 0 disables the cache.
+        max_error_rate: fraction of failed calls among the last ``error_window`` calls above which
+            the judge is declared unavailable, once at least ``min_calls_for_rate`` calls were made.
+        api_key: sent as a bearer token; defaults to ``$OPENAI_API_KEY`` if set.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        max_concurrency: int = 64,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        cache_size: int = 200_000,
+        max_error_rate: float = 0.2,
+        error_window: int = 200,
+        min_calls_for_rate: int = 20,
+        api_key: str | None = None,
+    ):
+        if not model:
+            raise ValueError("judge model name is empty: pass the served model name (vLLM --served-model-name)")
+        if max_concurrency < 1 or timeout <= 0 or retries < 0:
+            raise ValueError(
+                f"invalid judge client settings: max_concurrency={max_concurrency}, timeout={timeout}, retries={retries}"
+            )
+        self.base_url = normalize_base_url(base_url)
+        self.url = self.base_url + "/chat/completions"
+        self.model = model
+        self.max_concurrency = int(max_concurrency)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.backoff_max = float(backoff_max)
+        self.cache_size = int(cache_size)
+        self.max_error_rate = float(max_error_rate)
+        self.min_calls_for_rate = int(min_calls_for_rate)
+        self._window: deque[bool] = deque(maxlen=int(error_window))
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._headers = {"Content-Type": "application/json"}
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self.stats = JudgeStats()
+        self.last_error: str | None = None
+        self._fatal: JudgeUnavailableError | None = None
+
+    # ------------------------------------------------------------------ public API
+    async def complete(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> str:
+        """The reply text for one chat request (cached and de-duplicated).
+
+        Raises :class:`JudgeRequestError` when this request failed for good and
+        :class:`JudgeUnavailableError` when the judge as a whole is unusable.
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        payload = {"model": self.model, "messages": list(messages), **dict(params or {})}
+        key = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        self.stats.calls += 1
+        cached = self._cache_get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        state = self._state()
+        running = state.inflight.get(key)
+        if running is not None:
+            self.stats.dedup_hits += 1
+            return await asyncio.shield(running)
+        future = asyncio.get_running_loop().create_future()
+        state.inflight[key] = future
+        try:
+            reply = await self._request_with_retries(state, payload)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: joiners re-raise it themselves
+            raise
+        else:
+            self._cache_put(key, reply)
+            future.set_result(reply)
+            return reply
+        finally:
+            state.inflight.pop(key, None)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session of the running loop."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.session.close()
+
+    def summary(self) -> dict[str, float]:
+        return {"url": self.url, **self.stats.as_dict()}
+
+    # ------------------------------------------------------------------ internals
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None or state.session.closed:
+            state = _LoopState(self.max_concurrency, self._headers)
+            self._states[loop] = state
+        return state
+
+    def _cache_get(self, key: str) -> str | None:
+        if not self.cache_size:
+            return None
+        reply = self._cache.get(key)
+        if reply is not None:
+            self._cache.move_to_end(key)
+        return reply
+
+    def _cache_put(self, key: str, reply: str) -> None:
+        if not self.cache_size:
+            return
+        self._cache[key] = reply
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    async def _request_with_retries(self, state: _LoopState, payload: dict) -> str:
+        attempt = 0
+        while True:
+            try:
+                reply = await self._request_once(state, payload)
+            except JudgeRequestError as err:
+                self.last_error = str(err)
+                if err.transient and attempt < self.retries:
+                    self.stats.retries += 1
+                    await asyncio.sleep(self._delay(attempt, getattr(err, "retry_after", None)))
+                    attempt += 1
+                    continue
+                self.stats.errors += 1
+                self._record(False, err)
+                raise
+            self._record(True, None)
+            return reply
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        delay = min(self.backoff_max, self.backoff * (2**attempt)) * random.uniform(0.5, 1.5)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max * 4))
+        return delay
+
+    async def _request_once(self, state: _LoopState, payload: dict) -> str:
+        async with state.semaphore:
+            self.stats.requests += 1
+            started = time.perf_counter()
+            try:
+                async with state.session.post(
+                    self.url, json=payload, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+            except asyncio.TimeoutError:
+                raise JudgeRequestError(
+                    f"no answer within {self.timeout:g}s from {self.url}", transient=True, kind="timeout"
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise JudgeRequestError(f"cannot connect to {self.url}: {exc}", transient=True, kind="connect") from None
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+                raise JudgeRequestError(
+                    f"connection to {self.url} broke: {type(exc).__name__}: {exc}", transient=True, kind="broken"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise JudgeRequestError(
+                    f"request to {self.url} failed: {type(exc).__name__}: {exc}", transient=True, kind="broken"
+                ) from None
+            elapsed = time.perf_counter() - started
+        if status != 200:
+            text = body[:300].decode("utf-8", "replace")
+            err = JudgeRequestError(
+                f"{self.url} answered HTTP {status}: {text}", transient=status in TRANSIENT_STATUS, kind="http"
+            )
+            err.retry_after = _parse_retry_after(retry_after)
+            raise err
+        try:
+            data = json.loads(body)
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise JudgeRequestError(
+                f"{self.url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
+                transient=False,
+                kind="protocol",
+            ) from None
+        self.stats.succeeded += 1
+        self.stats.latency_sum += elapsed
+        self.stats.latency_max = max(self.stats.latency_max, elapsed)
+        self.stats.latencies.append(elapsed)
+        return content if isinstance(content, str) else ""
+
+    def _record(self, ok: bool, err: JudgeRequestError | None) -> None:
+        self._window.append(ok)
+        if ok or err is None:
+            return
+        if err.kind == "connect":
+            self._fail(f"judge unreachable at {self.url} after {self.retries + 1} attempts: {err}")
+        if err.kind == "timeout" and self.stats.succeeded == 0:
+            self._fail(f"judge at {self.url} never answered within {self.timeout:g}s: {err}")
+        failures = self._window.count(False)
+        if len(self._window) >= self.min_calls_for_rate and failures / len(self._window) > self.max_error_rate:
+            self._fail(
+                f"judge error rate {failures}/{len(self._window)} over the last calls passed "
+                f"max_error_rate={self.max_error_rate:g} at {self.url}; last error: {err}"
+            )
+
+    def _fail(self, message: str) -> None:
+        self._fatal = JudgeUnavailableError(message)
+        raise self._fatal
+
+    def check_error_rate(self, calls: int, errors: int) -> None:
+        """Raise :class:`JudgeUnavailableError` if ``errors/calls`` of one scoring call passes the threshold."""
+        if calls and errors / calls > self.max_error_rate:
+            self._fail(
+                f"judge error rate {errors}/{calls} in this scoring call passed max_error_rate="
+                f"{self.max_error_rate:g} at {self.url}; last error: {self.last_error}"
+            )
+
+
+def normalize_base_url(url: str) -> str:
+    """``host:port`` -> ``http://host:port/v1``; trailing slashes and ``/chat/completions`` removed.
+
+    >>> normalize_base_url("127.0.0.1:8000"), normalize_base_url("http://h:1/v1/chat/completions")
+    ('http://127.0.0.1:8000/v1', 'http://h:1/v1')
+    """
+    url = url.strip().rstrip("/")
+    if not url:
+        raise ValueError("judge URL is empty")
+    if "://" not in url:
+        url = "http://" + url
+    if url.endswith("/chat/completions"):
+        url = url[: -len("/chat/completions")]
+    scheme_host = url.split("://", 1)[1]
+    if "/" not in scheme_host:
+        url += "/v1"
+    return url
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

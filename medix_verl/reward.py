@@ -1,0 +1,255 @@
+"""The composite MediX-R1 reward with its judge and embedder attached.
+
+Use it three ways:
+
+* verl: ``reward.custom_reward_function.path=pkg://medix_verl.reward`` and
+  ``reward.custom_reward_function.name=compute_score`` (works with verl's ``naive`` manager or
+  with ours, ``reward.reward_manager.name=medix``); settings go in
+  ``reward.custom_reward_function.reward_kwargs`` (see :class:`~medix_verl.settings.RewardSettings`).
+* Python: ``scorer = MedixScorer(RewardSettings(...)); await scorer.score(response, ground_truth)``.
+* The CLI: ``medix-verl score``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any, Iterable, Mapping
+
+from reward_fns import (
+    ROUTE_EXACT,
+    ROUTE_MODEL,
+    PreparedSample,
+    assemble,
+    evaluate_part,
+    get_preset,
+    leaf_parts,
+    prepare,
+)
+from reward_fns.composite import BUILTIN_PARTS
+
+from .embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder, RemoteEmbedder
+from .judge import JudgeClient, JudgeRequestError
+from .settings import DEFAULT_JUDGE_MODEL, RewardSettings
+
+
+class MedixScorer:
+    """Scores responses with a preset's rules, a judge client and an embedder.
+
+    ``judge`` and ``embedder`` may be given (tests, sharing); otherwise they are built from
+    ``settings``. A judge URL is required only once a sample actually needs the judge.
+    """
+
+    def __init__(
+        self,
+        settings: RewardSettings | None = None,
+        *,
+        judge: JudgeClient | None = None,
+        embedder: BaseEmbedder | None = None,
+        judge_url: str | None = None,
+        judge_model: str | None = None,
+    ):
+        self.settings = settings or RewardSettings()
+        self.settings.validate()
+        self.preset = get_preset(self.settings.preset)
+        self.weights = self.settings.resolved_weights
+        self.threshold = self.settings.resolved_threshold
+        self.custom_parts = [p for p in leaf_parts(self.weights) if p not in BUILTIN_PARTS]
+        self.judge = judge or self._build_judge(judge_url, judge_model)
+        self.embedder = embedder or self._build_embedder()
+        self.samples = 0
+        self.totals: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ construction
+    def _build_judge(self, url: str | None, model: str | None) -> JudgeClient | None:
+        s = self.settings
+        url = url or s.judge_url
+        if not url:
+            return None
+        return JudgeClient(
+            url,
+            model or s.judge_model or DEFAULT_JUDGE_MODEL,
+            max_concurrency=s.judge_max_concurrency,
+            timeout=s.judge_timeout,
+            retries=s.judge_retries,
+            backoff=s.judge_backoff,
+            cache_size=s.judge_cache_size,
+            max_error_rate=s.max_error_rate,
+            error_window=s.error_window,
+            min_calls_for_rate=s.min_calls_for_rate,
+            api_key=s.judge_api_key,
+        )
+
+    def _build_embedder(self) -> BaseEmbedder:
+        s = self.settings
+        common = dict(batch_size=s.embed_batch_size, max_wait_ms=s.embed_max_wait_ms)
+        if s.embed_url:
+            return RemoteEmbedder(s.embed_url, s.embed_model or DEFAULT_EMBED_MODEL, **common)
+        return LocalEmbedder(s.embed_model or DEFAULT_EMBED_MODEL, device=s.embed_device, **common)
+
+    # ------------------------------------------------------------------ scoring
+    async def score(
+        self,
+        response: str,
+        ground_truth: str,
+        *,
+        data_source: str | None = None,
+        question: str | None = None,
+        extra_info: Mapping[str, Any] | None = None,
+    ) -> dict[str, float]:
+        """Score one response. Returns the six reward keys (and any custom parts)."""
+        sample = prepare(
+            response, ground_truth, self.preset, data_source=data_source, question=question, extra_info=extra_info
+        )
+        if sample.route == ROUTE_MODEL:
+            (llm, judge_error), embed = await asyncio.gather(self._judge(sample), self._embed(sample))
+        else:
+            llm = embed = 1.0 if sample.route == ROUTE_EXACT else 0.0
+            judge_error = False
+        custom = {}
+        for name in self.custom_parts:
+            custom[name] = await evaluate_part(name, sample)
+        result = assemble(sample, self.weights, accuracy_llm=llm, accuracy_embed=embed, judge_error=judge_error, custom=custom)
+        self._account(result)
+        return result
+
+    async def _judge(self, sample: PreparedSample) -> tuple[float, bool]:
+        if self.judge is None:
+            raise RuntimeError(
+                "no judge configured: set judge_url (reward.custom_reward_function.reward_kwargs.judge_url, "
+                "--judge-url, or MEDIX_JUDGE_URL), or let verl manage the judge with reward.reward_model.enable=True"
+            )
+        messages = self.preset.judge_messages(sample.answer, sample.reference, sample.question)
+        try:
+            reply = await self.judge.complete(messages, self.preset.judge_params)
+        except JudgeRequestError:
+            return 0.0, True
+        verdict = self.preset.verdict(reply)
+        if verdict is None:
+            return 0.0, True
+        return (1.0 if verdict else 0.0), False
+
+    async def _embed(self, sample: PreparedSample) -> float:
+        similarity = await self.embedder.similarity(sample.answer, sample.reference)
+        return 1.0 if similarity >= self.threshold else 0.0
+
+    def _account(self, result: Mapping[str, float]) -> None:
+        self.samples += 1
+        for key, value in result.items():
+            self.totals[key] = self.totals.get(key, 0.0) + value
+
+    async def score_many(
+        self, rows: Iterable[Mapping[str, Any]], *, window: int | None = None, on_done=None
+    ) -> list[dict[str, float]]:
+        """Score rows (keys ``response``, ``ground_truth``, optional ``data_source``, ``question``,
+        ``extra_info``) concurrently, keeping order. At most ``window`` rows are in flight.
+
+        Raises :class:`~medix_verl.judge.JudgeUnavailableError` if the judge error rate of this
+        call passes the threshold.
+        """
+        rows = list(rows)
+        window = window or max(64, 4 * self.settings.judge_max_concurrency)
+        limit = asyncio.Semaphore(window)
+        calls0, errors0 = self._judge_counts()
+
+        async def one(row):
+            async with limit:
+                result = await self.score(
+                    row["response"],
+                    row["ground_truth"],
+                    data_source=row.get("data_source"),
+                    question=row.get("question"),
+                    extra_info=row.get("extra_info"),
+                )
+            if on_done is not None:
+                on_done()
+            return result
+
+        tasks = [asyncio.ensure_future(one(row)) for row in rows]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if self.judge is not None:
+            calls1, errors1 = self._judge_counts()
+            self.judge.check_error_rate(calls1 - calls0, errors1 - errors0)
+        return results
+
+    def _judge_counts(self) -> tuple[int, int]:
+        if self.judge is None:
+            return 0, 0
+        return self.judge.stats.calls - self.judge.stats.cache_hits, self.judge.stats.errors
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.samples for k, v in self.totals.items()} if self.samples else {}
+
+    async def aclose(self) -> None:
+        if self.judge is not None:
+            await self.judge.aclose()
+
+
+# ---------------------------------------------------------------------------- verl entry point
+_SCORERS: dict[str, MedixScorer] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def get_scorer(
+    settings: RewardSettings, *, judge_url: str | None = None, judge_model: str | None = None
+) -> MedixScorer:
+    """One scorer per process and distinct settings (so the embedder and caches are shared)."""
+    key = f"{settings.key()}|{judge_url}|{judge_model}"
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(key)
+        if scorer is None:
+            scorer = _SCORERS[key] = MedixScorer(settings, judge_url=judge_url, judge_model=judge_model)
+        return scorer
+
+
+_SETTINGS: dict[str, RewardSettings] = {}
+
+
+def _settings_for(kwargs: Mapping[str, Any]) -> RewardSettings:
+    key = json.dumps(kwargs, sort_keys=True, default=repr)
+    settings = _SETTINGS.get(key)
+    if settings is None:
+        settings = _SETTINGS[key] = RewardSettings.from_kwargs(kwargs)
+    return settings
+
+
+_CALL_KEYS = {"reward_router_address", "reward_model_tokenizer", "reward_model_path"}
+
+
+async def compute_score(
+    data_source: str | None,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """verl ``reward.custom_reward_function`` entry point (async).
+
+    ``kwargs`` are the :class:`RewardSettings` keys (from ``reward_kwargs``), plus what verl passes
+    per call: ``reward_router_address`` (the judge verl manages, when ``reward.reward_model.enable``)
+    and ``reward_model_tokenizer`` (ignored).
+
+    Returns ``score, format, modality, accuracy_llm, accuracy_embed, judge_error`` (and custom parts).
+    """
+    router = kwargs.pop("reward_router_address", None)
+    model_path = kwargs.pop("reward_model_path", None)
+    for key in _CALL_KEYS:
+        kwargs.pop(key, None)
+    settings = _settings_for(kwargs)
+    scorer = get_scorer(
+        settings,
+        judge_url=router,
+        judge_model=(settings.judge_model or model_path) if router else None,
+    )
+    question = None
+    if isinstance(extra_info, Mapping):
+        question = extra_info.get("question")
+    return await scorer.score(
+        solution_str, ground_truth, data_source=data_source, question=question, extra_info=extra_info
+    )
