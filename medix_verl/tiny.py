@@ -99,3 +99,55 @@ def build_smollm2_judge(out_dir: str | Path) -> Path:
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
+
+
+def tiny_qwen25_vl_config():
+    """A Qwen2.5-VL config small enough for CPU (random weights), with the real vocabulary size and ids."""
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=151936, max_position_embeddings=8192,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+            tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+            fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+        ),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_qwen25_vl(out_dir: str | Path, *, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 16384, seed: int = 0) -> Path:
+    """Write (once) a random-weight tiny Qwen2.5-VL with the real Qwen tokenizer and a Qwen2.5-VL
+    processor (Qwen2-VL image processor with Qwen2.5-VL's default bounds; per-image
+    ``min_pixels``/``max_pixels`` inside them are honoured) to ``out_dir``.
+
+    Needs ``import torchvision`` to succeed (the video processor); see .ci/torchvision_cpu_shim.py.
+    """
+    out = Path(out_dir)
+    if (out / "config.json").exists() and any((out / n).exists() for n in ("processor_config.json", "preprocessor_config.json")):
+        return out
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_qwen_tokenizer(out)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(tiny_qwen25_vl_config())
+    model.generation_config.eos_token_id = [151645, 151643]
+    model.generation_config.pad_token_id = 151643
+    model.save_pretrained(str(out))
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, size=size)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels, size=size)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+        chat_template=QWEN_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(str(out))
+    return out

@@ -26,3 +26,11 @@ def minilm(minilm_path):
     emb = LocalEmbedder(minilm_path, device="cpu")
     emb.warm_up()
     return emb
+
+
+@pytest.fixture(scope="session")
+def tiny_vl(tmp_path_factory):
+    """A random-weight tiny Qwen2.5-VL with the real Qwen vocabulary and its processor (offline)."""
+    from medix_verl.tiny import build_tiny_qwen25_vl
+
+    return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_vl"))
