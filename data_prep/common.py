@@ -17,7 +17,9 @@ class SourceError(ValueError):
 
 
 # ---------------------------------------------------------------------------- input
-def iter_source(src: str, split: str, *, batch_size: int = 64, columns: list[str] | None = None) -> Iterator[list[dict]]:
+def iter_source(
+    src: str, split: str, *, batch_size: int = 64, columns: list[str] | None = None, hub_config: str | None = None
+) -> Iterator[list[dict]]:
     """Yield lists of row dicts from a parquet file, a folder of parquet files, a ``save_to_disk``
     folder, or (when a hub is reachable) a hub dataset id. Memory stays bounded by ``batch_size``."""
     path = Path(src)
@@ -35,7 +37,7 @@ def iter_source(src: str, split: str, *, batch_size: int = 64, columns: list[str
         named = [f for f in files if f.name.startswith(split) or f.parent.name == split]
         yield from _iter_parquet(named or files, batch_size, columns)
     elif "/" in src and not src.startswith((".", "/")):
-        yield from _iter_hub(src, split, batch_size)
+        yield from _iter_hub(src, split, batch_size, hub_config)
     else:
         raise SourceError(f"{src}: no such file or folder")
 
@@ -43,14 +45,15 @@ def iter_source(src: str, split: str, *, batch_size: int = 64, columns: list[str
 def _iter_parquet(files, batch_size, columns):
     for file in files:
         try:
-            handle = pq.ParquetFile(file)
+            # pre_buffer=True (the default) keeps every row group read so far: memory grew with the file
+            handle = pq.ParquetFile(file, pre_buffer=False)
         except Exception as exc:
             raise SourceError(f"{file}: not a readable parquet file ({exc})") from None
         if columns:
             missing = [c for c in columns if c not in handle.schema_arrow.names]
             if missing:
                 raise SourceError(f"{file}: missing column(s) {missing}; has {handle.schema_arrow.names}")
-        for batch in handle.iter_batches(batch_size=batch_size):
+        for batch in handle.iter_batches(batch_size=batch_size, use_threads=False):
             yield batch.to_pylist()
 
 
@@ -86,11 +89,11 @@ def _iter_saved(path, split, batch_size):
         yield [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
 
 
-def _iter_hub(repo, split, batch_size):
+def _iter_hub(repo, split, batch_size, config=None):
     import datasets
 
     try:
-        ds = datasets.load_dataset(repo, split=split, streaming=True)
+        ds = datasets.load_dataset(repo, config, split=split, streaming=True)
     except Exception as exc:
         raise SourceError(f"{repo}: cannot load from the hub ({type(exc).__name__}: {exc}); pass a local copy") from None
     ds = _undecoded(ds)

@@ -1,0 +1,140 @@
+"""data_prep.eval_sets: small fixtures in each benchmark's own columns -> the unified format."""
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS, convert_task
+from fixtures_data import rgb_jpeg, rgba_png, truncated_png
+
+
+def write(path, rows):
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def img(b):
+    return {"bytes": b, "path": None}
+
+
+def test_seventeen_tasks():
+    assert len(TASKS) == 17 and len(TEXT_TASKS) == 11 and len(IMAGE_TASKS) == 6
+
+
+FIXTURES = {
+    "mmlu_anatomy": (
+        [
+            {"question": "Which bone?", "subject": "anatomy", "choices": ["Femur", "Tibia", "Ulna", "Radius"], "answer": 2},
+            {"question": "Other subject", "subject": "virology", "choices": ["a", "b"], "answer": 0},
+            {"question": "Bad index", "subject": "anatomy", "choices": ["a", "b"], "answer": 5},
+        ],
+        {"n_out": 1, "first": ("Which bone?\n\nChoices:\nA. Femur\nB. Tibia\nC. Ulna\nD. Radius", "Ulna", "mcq"),
+         "rejects": {"other_subject": 1, "bad_answer": 1}},
+    ),
+    "medmcqa": (
+        [{"id": "m1", "question": "Drug of choice?", "opa": "A1", "opb": "B1", "opc": "C1", "opd": "D1", "cop": 1}],
+        {"n_out": 1, "first": ("Drug of choice?\n\nChoices:\nA. A1\nB. B1\nC. C1\nD. D1", "B1", "mcq")},
+    ),
+    "medqa": (
+        [{"id": "q1", "sent1": "A 45-year-old man...", "sent2": "", "ending0": "x", "ending1": "y", "ending2": "z", "ending3": "w", "label": 3}],
+        {"n_out": 1, "first": ("A 45-year-old man...\n\nChoices:\nA. x\nB. y\nC. z\nD. w", "w", "mcq")},
+    ),
+    "usmle_sa": (
+        [
+            {"question": "Next step?", "options": {"A": "CT", "B": "MRI", "C": "Biopsy"}, "answer": "B"},
+            {"question": "By text", "options": {"A": "CT", "B": "MRI"}, "answer": "CT"},
+        ],
+        {"n_out": 2, "first": ("Next step?\n\nChoices:\nA. CT\nB. MRI\nC. Biopsy", "MRI", "mcq")},
+    ),
+    "pubmedqa": (
+        [
+            {"question": "Does X reduce Y?", "context": "We studied X.", "final_decision": "yes"},
+            {"question": "Bad", "context": "c", "final_decision": "perhaps"},
+        ],
+        {"n_out": 1, "first": ("We studied X.\n\nQuestion: Does X reduce Y?", "yes", "yes_no"), "rejects": {"bad_answer": 1}},
+    ),
+    "mimic_cxr_summarization": (
+        [{"findings": "No focal consolidation.", "impression": "No acute process."}, {"findings": "x"}],
+        {"n_out": 1, "first": (None, "No acute process.", "report"), "rejects": {"missing_field": 1}},
+    ),
+    "vqa_rad": (
+        [
+            {"image": img(rgb_jpeg()), "question": "Is there a fracture?", "answer": "yes"},
+            {"image": img(rgba_png()), "question": "Which organ?", "answer": "liver"},
+            {"image": img(truncated_png()), "question": "Broken image", "answer": "no"},
+        ],
+        {"n_out": 2, "first": ("Is there a fracture?", "yes", "yes_no"), "rejects": {"bad_image": 1}},
+    ),
+    "path_vqa": (
+        [{"image": img(rgb_jpeg()), "question": "What is shown?", "answer": "granuloma"}],
+        {"n_out": 1, "first": ("What is shown?", "granuloma", "open")},
+    ),
+    "pmc_vqa": (
+        [{"Figure_path": None, "image": img(rgb_jpeg()), "Question": "Modality?", "Choice A": "A:CT", "Choice B": "B:MRI",
+          "Choice C": "C:X-ray", "Choice D": "D:PET", "Answer": "B:MRI", "Answer_label": "B"}],
+        {"n_out": 1, "first": ("Modality?\n\nChoices:\nA. CT\nB. MRI\nC. X-ray\nD. PET", "MRI", "mcq")},
+    ),
+    "pmc_vqa_hard": (
+        [{"image": img(rgb_jpeg()), "Question": "What modality is used?", "Answer": "Magnetic resonance imaging"}],
+        {"n_out": 1, "first": ("What modality is used?", "Magnetic resonance imaging", "open")},
+    ),
+    "mimic_cxr_generation": (
+        [{"images": [img(rgb_jpeg()), img(rgb_jpeg(seed=2))], "report": "Lungs are clear."}, {"report": "no image"}],
+        {"n_out": 1, "first": (None, "Lungs are clear.", "report"), "rejects": {"missing_image": 1}},
+    ),
+}
+
+
+@pytest.mark.parametrize("task", list(FIXTURES))
+def test_task_fixture(task, tmp_path):
+    rows, want = FIXTURES[task]
+    src = write(tmp_path / "src.parquet", rows)
+    stats = convert_task(task, str(src), tmp_path / "out")
+    assert stats["rows_in"] == len(rows) == stats["rows_out"] + stats["rows_rejected"]
+    assert stats["rows_out"] == want["n_out"]
+    assert stats["rejected_by_reason"] == want.get("rejects", {})
+    table = pq.read_table(tmp_path / "out" / f"{task}.parquet")
+    assert table.schema.names == ["id", "task", "question", "choices", "answer", "images", "kind"]
+    first = table.to_pylist()[0]
+    question, answer, kind = want["first"]
+    if question is not None:
+        assert first["question"] == question
+    assert (first["answer"], first["kind"], first["task"]) == (answer, kind, task)
+    if kind == "mcq":
+        assert first["answer"] in first["choices"]
+    else:
+        assert first["choices"] is None
+    if TASKS[task].has_images:
+        assert first["images"], "image tasks carry their images"
+        for im in first["images"]:
+            assert Image.open(io.BytesIO(im["bytes"])).mode == "RGB"
+    else:
+        assert first["images"] == []
+    rejects = [json.loads(x) for x in (tmp_path / "out" / f"{task}.rejects.jsonl").read_text().splitlines()]
+    assert len(rejects) == stats["rows_rejected"]
+
+
+def test_slake_english_only_and_image_root(tmp_path):
+    root = tmp_path / "imgs" / "xmlab1"
+    root.mkdir(parents=True)
+    (root / "source.jpg").write_bytes(rgb_jpeg())
+    rows = [
+        {"qid": 1, "img_name": "xmlab1/source.jpg", "question": "Is this a CT?", "answer": "Yes", "q_lang": "en"},
+        {"qid": 2, "img_name": "xmlab1/source.jpg", "question": "这是CT吗?", "answer": "是", "q_lang": "zh"},
+        {"qid": 3, "img_name": "xmlab1/missing.jpg", "question": "Where?", "answer": "Lung", "q_lang": "en"},
+    ]
+    src = write(tmp_path / "slake.parquet", rows)
+    stats = convert_task("slake", str(src), tmp_path / "out", image_root=str(tmp_path / "imgs"))
+    assert stats["rows_out"] == 1 and stats["rejected_by_reason"] == {"bad_image": 1, "not_english": 1}
+    out = pq.read_table(tmp_path / "out" / "slake.parquet").to_pylist()[0]
+    assert out["id"] == "1" and out["kind"] == "yes_no" and out["answer"] == "Yes"
+    no_root = convert_task("slake", str(src), tmp_path / "out2")
+    assert no_root["rejected_by_reason"]["bad_image"] == 2
+
+
+def test_unknown_task_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown task 'mmlu_cardiology'"):
+        convert_task("mmlu_cardiology", "x", tmp_path)
