@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["medix_verl", "medix_verl.*", "reward_fns", "reward_fns.*", "data_prep", "data_prep.*"]),
     include_package_data=True,
-    package_data={"medix_verl": ["config/*.yaml"]},
+    package_data={"medix_verl": ["config/*.yaml", "data/*.jsonl"]},
     install_requires=[
         "verl==0.9.1",
         # what verl's default (v1) trainer imports but its base requirements omit

@@ -142,6 +142,36 @@ def _print_summary(scorer, n: int, elapsed: float) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import DEFAULT_PAIRS, calibrate, read_pairs, report
+    from .embedder import LocalEmbedder, RemoteEmbedder
+
+    try:
+        pairs = read_pairs(args.pairs or DEFAULT_PAIRS)
+    except (OSError, ValueError) as exc:
+        print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    model = args.embed_model
+    if not model:
+        print("medix-verl calibrate-embed: --embed-model is required", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    embedder = RemoteEmbedder(args.embed_url, model) if args.embed_url else LocalEmbedder(model, device=args.embed_device)
+    try:
+        cal = calibrate(pairs, embedder)
+    except EmbedderError as exc:
+        print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
+        return EXIT_EMBED
+    print(f"model: {model}")
+    print(report(cal, pairs, current=args.current))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": model, "pairs": len(pairs), "auc": cal.auc, "best_threshold": cal.best_threshold,
+            "tpr": cal.best_tpr, "fpr": cal.best_fpr,
+            "roc": [{"threshold": float(t), "tpr": float(a), "fpr": float(b)} for t, a, b in zip(cal.thresholds, cal.tpr, cal.fpr)],
+        }, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medix-verl", description="MediX-R1 on verl: reward scoring and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-module", action="append", help="module or .py file registering custom reward parts")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
+
+    c = sub.add_parser("calibrate-embed", help="ROC and best embedding threshold on labelled answer pairs")
+    c.add_argument("--pairs", help="JSONL of {a, b, same: 0|1, category}; default: the shipped medical pair set")
+    c.add_argument("--embed-model", help="sentence-transformers id or path (or the served name with --embed-url)")
+    c.add_argument("--embed-url", help="OpenAI-compatible /v1/embeddings base URL")
+    c.add_argument("--embed-device", help="cpu, cuda, ...")
+    c.add_argument("--current", type=float, default=0.8, help="threshold to report alongside (default 0.8, the paper's)")
+    c.add_argument("--json", help="also write the ROC and the best threshold to this file")
+    c.set_defaults(func=_cmd_calibrate)
     return parser
 
 

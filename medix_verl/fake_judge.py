@@ -47,6 +47,7 @@ class FakeJudge:
         malformed: bool = False,
         reset: bool = False,
         seed: int = 0,
+        yes_prob: Callable[[str], float] | None = None,
     ):
         self.policy = policy
         self.latency = latency
@@ -58,6 +59,7 @@ class FakeJudge:
         self.hang = hang
         self.malformed = malformed
         self.reset = reset
+        self.yes_prob = yes_prob
         self._rng = random.Random(seed)
         self.received = 0
         self.served = 0
@@ -109,13 +111,24 @@ class FakeJudge:
         self.served += 1
         if self.malformed:
             return web.Response(text="<html>not json</html>", content_type="text/html")
-        reply = self.policy(content)
+        choice = {"index": 0, "finish_reason": "stop"}
+        if self.yes_prob is not None:
+            import math
+
+            p = min(max(self.yes_prob(content), 1e-6), 1 - 1e-6)
+            reply = "YES" if p >= 0.5 else "NO"
+            if payload.get("logprobs"):
+                top = [{"token": "YES", "logprob": math.log(p)}, {"token": "NO", "logprob": math.log(1 - p)}]
+                choice["logprobs"] = {"content": [{"token": reply, "logprob": math.log(max(p, 1 - p)), "top_logprobs": top}]}
+        else:
+            reply = self.policy(content)
+        choice["message"] = {"role": "assistant", "content": reply}
         return web.json_response(
             {
                 "id": f"cmpl-{self.served}",
                 "object": "chat.completion",
                 "model": payload.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": len(content.split()), "completion_tokens": 1, "total_tokens": 1},
             }
         )

@@ -137,7 +137,7 @@ class JudgeClient:
         self.max_error_rate = float(max_error_rate)
         self.min_calls_for_rate = int(min_calls_for_rate)
         self._window: deque[bool] = deque(maxlen=int(error_window))
-        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._cache: OrderedDict[str, dict] = OrderedDict()
         self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json"}
@@ -154,35 +154,52 @@ class JudgeClient:
         Raises :class:`JudgeRequestError` when this request failed for good and
         :class:`JudgeUnavailableError` when the judge as a whole is unusable.
         """
+        choice = await self.complete_choice(messages, params)
+        content = (choice.get("message") or {}).get("content")
+        return content if isinstance(content, str) else ""
+
+    async def complete_choice(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None, *, use_cache: bool = True
+    ) -> dict:
+        """The first choice of the chat completion (``message``, and ``logprobs`` when asked for)."""
         if self._fatal is not None:
             raise self._fatal
-        payload = {"model": self.model, "messages": list(messages), **dict(params or {})}
-        key = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        key, payload = self._key(messages, params)
         self.stats.calls += 1
-        cached = self._cache_get(key)
-        if cached is not None:
-            self.stats.cache_hits += 1
-            return cached
+        if use_cache:
+            cached = self._cache_get(key)
+            if cached is not None:
+                self.stats.cache_hits += 1
+                return cached
         state = self._state()
         running = state.inflight.get(key)
-        if running is not None:
+        if running is not None and use_cache:
             self.stats.dedup_hits += 1
             return await asyncio.shield(running)
         future = asyncio.get_running_loop().create_future()
         state.inflight[key] = future
         try:
-            reply = await self._request_with_retries(state, payload)
+            choice = await self._request_with_retries(state, payload)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: joiners re-raise it themselves
             raise
         else:
-            self._cache_put(key, reply)
-            future.set_result(reply)
-            return reply
+            self._cache_put(key, choice)
+            future.set_result(choice)
+            return choice
         finally:
-            state.inflight.pop(key, None)
+            if state.inflight.get(key) is future:
+                del state.inflight[key]
+
+    def forget(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> None:
+        """Drop a cached reply (e.g. one that could not be parsed)."""
+        self._cache.pop(self._key(messages, params)[0], None)
+
+    def _key(self, messages, params) -> tuple[str, dict]:
+        payload = {"model": self.model, "messages": list(messages), **dict(params or {})}
+        return json.dumps(payload, sort_keys=True, ensure_ascii=False), payload
 
     async def aclose(self) -> None:
         """Close the HTTP session of the running loop."""
@@ -203,7 +220,7 @@ class JudgeClient:
             self._states[loop] = state
         return state
 
-    def _cache_get(self, key: str) -> str | None:
+    def _cache_get(self, key: str) -> dict | None:
         if not self.cache_size:
             return None
         reply = self._cache.get(key)
@@ -211,14 +228,14 @@ class JudgeClient:
             self._cache.move_to_end(key)
         return reply
 
-    def _cache_put(self, key: str, reply: str) -> None:
+    def _cache_put(self, key: str, reply: dict) -> None:
         if not self.cache_size:
             return
         self._cache[key] = reply
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
-    async def _request_with_retries(self, state: _LoopState, payload: dict) -> str:
+    async def _request_with_retries(self, state: _LoopState, payload: dict) -> dict:
         attempt = 0
         while True:
             try:
@@ -242,7 +259,7 @@ class JudgeClient:
             delay = max(delay, min(retry_after, self.backoff_max * 4))
         return delay
 
-    async def _request_once(self, state: _LoopState, payload: dict) -> str:
+    async def _request_once(self, state: _LoopState, payload: dict) -> dict:
         async with state.semaphore:
             self.stats.requests += 1
             started = time.perf_counter()
@@ -276,9 +293,10 @@ class JudgeClient:
             err.retry_after = _parse_retry_after(retry_after)
             raise err
         try:
-            data = json.loads(body)
-            content = data["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            choice = json.loads(body)["choices"][0]
+            if not isinstance(choice.get("message"), dict):
+                raise KeyError("message")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise JudgeRequestError(
                 f"{self.url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
                 transient=False,
@@ -288,7 +306,7 @@ class JudgeClient:
         self.stats.latency_sum += elapsed
         self.stats.latency_max = max(self.stats.latency_max, elapsed)
         self.stats.latencies.append(elapsed)
-        return content if isinstance(content, str) else ""
+        return choice
 
     def _record(self, ok: bool, err: JudgeRequestError | None) -> None:
         self._window.append(ok)

@@ -25,6 +25,7 @@ from reward_fns import (
     get_preset,
     leaf_parts,
     prepare,
+    yes_probability,
 )
 from reward_fns.composite import BUILTIN_PARTS
 
@@ -59,6 +60,10 @@ class MedixScorer:
         self.embedder = embedder or self._build_embedder()
         self.samples = 0
         self.totals: dict[str, float] = {}
+        self.unparseable_verdicts = 0
+        self.judge_params = dict(self.preset.judge_params)
+        if self.settings.judge_yes_threshold is not None:
+            self.judge_params.update({"logprobs": True, "top_logprobs": 5, "max_tokens": 1})
 
     # ------------------------------------------------------------------ construction
     def _build_judge(self, url: str | None, model: str | None) -> JudgeClient | None:
@@ -99,7 +104,8 @@ class MedixScorer:
     ) -> dict[str, float]:
         """Score one response. Returns the six reward keys (and any custom parts)."""
         sample = prepare(
-            response, ground_truth, self.preset, data_source=data_source, question=question, extra_info=extra_info
+            response, ground_truth, self.preset, data_source=data_source, question=question, extra_info=extra_info,
+            max_answer_chars=self.settings.max_answer_chars,
         )
         if sample.route == ROUTE_MODEL:
             (llm, judge_error), embed = await asyncio.gather(self._judge(sample), self._embed(sample))
@@ -109,7 +115,10 @@ class MedixScorer:
         custom = {}
         for name in self.custom_parts:
             custom[name] = await evaluate_part(name, sample)
-        result = assemble(sample, self.weights, accuracy_llm=llm, accuracy_embed=embed, judge_error=judge_error, custom=custom)
+        result = assemble(
+            sample, self.weights, accuracy_llm=llm, accuracy_embed=embed, judge_error=judge_error, custom=custom,
+            gate_keys=self.preset.gate_keys,
+        )
         self._account(result)
         return result
 
@@ -120,14 +129,24 @@ class MedixScorer:
                 "--judge-url, or MEDIX_JUDGE_URL), or let verl manage the judge with reward.reward_model.enable=True"
             )
         messages = self.preset.judge_messages(sample.answer, sample.reference, sample.question)
-        try:
-            reply = await self.judge.complete(messages, self.preset.judge_params)
-        except JudgeRequestError:
-            return 0.0, True
-        verdict = self.preset.verdict(reply)
-        if verdict is None:
-            return 0.0, True
-        return (1.0 if verdict else 0.0), False
+        for attempt in range(self.preset.verdict_retries + 1):
+            try:
+                choice = await self.judge.complete_choice(messages, self.judge_params, use_cache=attempt == 0)
+            except JudgeRequestError:
+                return 0.0, True
+            verdict = self._verdict(choice)
+            if verdict is not None:
+                return (1.0 if verdict else 0.0), False
+            self.unparseable_verdicts += 1
+            self.judge.forget(messages, self.judge_params)
+        return 0.0, True
+
+    def _verdict(self, choice: dict):
+        if self.settings.judge_yes_threshold is not None:
+            p_yes = yes_probability(choice)
+            return None if p_yes is None else p_yes >= self.settings.judge_yes_threshold
+        content = (choice.get("message") or {}).get("content")
+        return self.preset.verdict(content if isinstance(content, str) else "")
 
     async def _embed(self, sample: PreparedSample) -> float:
         similarity = await self.embedder.similarity(sample.answer, sample.reference)

@@ -44,6 +44,8 @@ class RewardSettings:
     embed_batch_size: int = 128
     embed_max_wait_ms: float = 2.0
     embed_threshold: float | None = None
+    max_answer_chars: int | None = None
+    judge_yes_threshold: float | None = None
     weights: Mapping[str, Any] | None = None
     part_modules: tuple[str, ...] = field(default_factory=tuple)
 
@@ -78,6 +80,10 @@ class RewardSettings:
         check_parts_known(weights)
         if self.embed_threshold is not None and not -1.0 <= self.embed_threshold <= 1.0:
             raise ValueError(f"embed_threshold must be a cosine similarity in [-1, 1], got {self.embed_threshold}")
+        if self.judge_yes_threshold is not None and not 0.0 < self.judge_yes_threshold < 1.0:
+            raise ValueError(f"judge_yes_threshold must be in (0, 1), got {self.judge_yes_threshold}")
+        if self.max_answer_chars is not None and self.max_answer_chars < 1:
+            raise ValueError(f"max_answer_chars must be >= 1, got {self.max_answer_chars}")
         if not 0.0 <= self.max_error_rate <= 1.0:
             raise ValueError(f"max_error_rate must be in [0, 1], got {self.max_error_rate}")
 

@@ -29,6 +29,7 @@ from .composite import (
     score_without_models,
     validate_weights,
 )
+from .robust import GATES, fence, gate_answer, robust_format_reward, robust_judge_messages
 from .judge_prompt import PAPER_JUDGE_PARAMS, PAPER_JUDGE_TEMPLATE, paper_judge_messages
 from .rules import (
     MODALITY_TAGS,
@@ -41,6 +42,7 @@ from .rules import (
     paper_verdict,
     parse_ground_truth,
     strict_verdict,
+    yes_probability,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Union
 
+from . import robust as _robust
 from . import rules
 from .judge_prompt import PAPER_JUDGE_PARAMS, paper_judge_messages
 
@@ -181,6 +182,17 @@ class Preset:
     judge_params: Mapping[str, Any]
     embed_threshold: float
     weights: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_WEIGHTS))
+    #: ``gate(answer, max_answer_chars=...) -> reason | None``: answers refused before the judge.
+    gate: Union[Callable[..., Union[str, None]], None] = None
+    #: credit a case-insensitive exact match before any validity rule (the paper checks validity first)
+    exact_first: bool = False
+    #: how many times an unparseable verdict is asked again before it counts as a judge error
+    verdict_retries: int = 0
+
+    @property
+    def gate_keys(self) -> tuple[str, ...]:
+        """Extra result keys (``gate_<reason>``, 0/1) this preset reports for monitoring."""
+        return tuple(f"gate_{g}" for g in _robust.GATES) if self.gate is not None else ()
 
 
 PAPER = Preset(
@@ -194,16 +206,22 @@ PAPER = Preset(
     embed_threshold=0.8,
 )
 
-# Hardening is tracked separately; until it lands, ``robust`` behaves exactly like ``paper``.
 ROBUST = Preset(
     name="robust",
-    description="Opt-in hardened reward. Currently identical to 'paper' (hardening not implemented yet).",
-    answer_is_valid=PAPER.answer_is_valid,
-    format_reward=PAPER.format_reward,
-    verdict=PAPER.verdict,
-    judge_messages=PAPER.judge_messages,
-    judge_params=PAPER.judge_params,
-    embed_threshold=PAPER.embed_threshold,
+    description=(
+        "Opt-in hardened reward: gated answers (master keys, hedges, grader-directed text, over-long) "
+        "get no accuracy credit and never reach the judge; a fenced judge prompt that shows the question; "
+        "a strict YES/NO verdict; one thinking and one answer block, nothing after."
+    ),
+    answer_is_valid=_robust.robust_answer_is_valid,
+    format_reward=_robust.robust_format_reward,
+    verdict=rules.strict_verdict,
+    judge_messages=_robust.robust_judge_messages,
+    judge_params=_robust.ROBUST_JUDGE_PARAMS,
+    embed_threshold=0.8,
+    gate=_robust.gate_answer,
+    exact_first=True,
+    verdict_retries=1,
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, ROBUST)}
@@ -237,6 +255,7 @@ class PreparedSample:
     format: float
     modality: float
     route: str
+    gate: Union[str, None] = None
     data_source: Union[str, None] = None
     question: Union[str, None] = None
     extra_info: Union[Mapping[str, Any], None] = None
@@ -250,6 +269,7 @@ def prepare(
     data_source: Union[str, None] = None,
     question: Union[str, None] = None,
     extra_info: Union[Mapping[str, Any], None] = None,
+    max_answer_chars: Union[int, None] = None,
 ) -> PreparedSample:
     """Apply every model-free rule of ``preset`` to one response.
 
@@ -264,8 +284,17 @@ def prepare(
     normalized = rules.normalize_response(response)
     gt = rules.parse_ground_truth(ground_truth)
     answer = rules.extract_answer(normalized)
+    gate = None
     if not gt.valid:
         route = ROUTE_NO_REFERENCE
+    elif preset.exact_first and answer and answer.casefold() == gt.answer.casefold():
+        route = ROUTE_EXACT
+    elif preset.gate is not None and normalized.count("<answer>") > 1:
+        gate, route = "hedged", ROUTE_INVALID  # several answer blocks: several candidate answers
+    elif preset.gate is not None and (
+        gate := preset.gate(answer, **({"max_answer_chars": max_answer_chars} if max_answer_chars else {}))
+    ):
+        route = ROUTE_INVALID
     elif not preset.answer_is_valid(answer):
         route = ROUTE_INVALID
     elif answer == gt.answer:
@@ -282,6 +311,7 @@ def prepare(
         format=float(preset.format_reward(normalized)),
         modality=rules.modality_reward(normalized, gt.tag),
         route=route,
+        gate=gate,
         data_source=data_source,
         question=question,
         extra_info=extra_info,
@@ -296,8 +326,10 @@ def assemble(
     accuracy_embed: float,
     judge_error: bool = False,
     custom: Union[Mapping[str, float], None] = None,
+    gate_keys: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Build the result dict (the six :data:`RESULT_KEYS`, then custom parts) for one sample."""
+    """Build the result dict (the six :data:`RESULT_KEYS`, then custom parts, then the preset's
+    ``gate_*`` flags) for one sample."""
     parts = {
         "accuracy_llm": float(accuracy_llm),
         "accuracy_embed": float(accuracy_embed),
@@ -315,6 +347,8 @@ def assemble(
     }
     for name, value in (custom or {}).items():
         result[name] = value
+    for key in gate_keys:
+        result[key] = 1.0 if sample.gate is not None and key == f"gate_{sample.gate}" else 0.0
     return result
 
 

@@ -15,9 +15,15 @@ MODALITY_TAGS: tuple[str, ...] = (
     "<OCT_SCAN>", "<ENDOSCOPY>", "<MAMMOGRAPHY>", "<FLUOROSCOPY>", "<OTHER>", "<SPECT>",
 )
 
-_AROUND_MARKUP = re.compile(r"\s*(<|>|/)\s*")
-_FIRST_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_PAPER_FORMAT = re.compile(r"<thinking>.*?</thinking>\s*<answer>.*?</answer>", re.DOTALL)
+PAPER_NORMALIZE_PATTERN = re.compile(r"\s*(<|>|/)\s*")  # the release's; quadratic on long whitespace
+_WS_RUN = re.compile(r"\s+")
+_MARKUP = frozenset("<>/")
+# The release's patterns, kept for reference and for the equivalence tests. They backtrack
+# quadratically on adversarial input, so the functions below implement the same semantics with
+# linear scans.
+PAPER_ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+PAPER_FORMAT_PATTERN = re.compile(r"<thinking>.*?</thinking>\s*<answer>.*?</answer>", re.DOTALL)
+_JOINT = re.compile(r"</thinking>\s*<answer>")
 THINKING_OPEN = "<thinking>"
 
 
@@ -27,7 +33,19 @@ def normalize_response(response: str) -> str:
     >>> normalize_response("< CT_SCAN > <thinking> a / b </ thinking >")
     '<CT_SCAN><thinking>a/b</thinking>'
     """
-    return _AROUND_MARKUP.sub(r"\1", response)
+    # same as PAPER_NORMALIZE_PATTERN.sub(r"\1", response), in linear time: a whitespace run goes
+    # when the character on either side of it is <, > or /
+    pieces = []
+    last = 0
+    for run in _WS_RUN.finditer(response):
+        start, end = run.span()
+        before = response[start - 1] if start else ""
+        after = response[end] if end < len(response) else ""
+        if before in _MARKUP or after in _MARKUP:
+            pieces.append(response[last:start])
+            last = end
+    pieces.append(response[last:])
+    return "".join(pieces)
 
 
 def _strip_answer(text: str) -> str:
@@ -70,8 +88,14 @@ def extract_answer(normalized: str) -> str:
     >>> extract_answer("just text.")
     'just text'
     """
-    found = _FIRST_ANSWER.search(normalized)
-    return _strip_answer(found.group(1) if found else normalized)
+    # same as PAPER_ANSWER_PATTERN.search: the first <answer> with a </answer> after it, up to
+    # the first such </answer> (if the first <answer> has none, no later one has either)
+    start = normalized.find("<answer>")
+    if start >= 0:
+        end = normalized.find("</answer>", start + 8)
+        if end >= 0:
+            return _strip_answer(normalized[start + 8 : end])
+    return _strip_answer(normalized)
 
 
 def paper_answer_is_valid(answer: str) -> bool:
@@ -97,7 +121,13 @@ def paper_format_reward(normalized: str) -> float:
     start = normalized.find(THINKING_OPEN)
     if start < 0:
         return 0.0
-    return 1.0 if _PAPER_FORMAT.fullmatch(normalized[start:].strip()) else 0.0
+    text = normalized[start:].strip()
+    # same as PAPER_FORMAT_PATTERN.fullmatch(text): the lazy groups match anything, so it holds iff
+    # text = "<thinking>" ... "</thinking>" ws "<answer>" ... "</answer>" for some joint occurrence
+    if not text.endswith("</answer>"):
+        return 0.0
+    joint = _JOINT.search(text, len(THINKING_OPEN))
+    return 1.0 if joint is not None and joint.end() <= len(text) - len("</answer>") else 0.0
 
 
 def modality_reward(normalized: str, tag: str | None) -> float:
@@ -138,3 +168,34 @@ def strict_verdict(reply: str) -> bool | None:
     if head.startswith("NO"):
         return False
     return None
+
+
+def yes_probability(choice: dict) -> float | None:
+    """P(YES) / (P(YES) + P(NO)) from an OpenAI chat choice's first-token ``top_logprobs``.
+
+    None when the choice has no logprobs or neither YES nor NO is among the top tokens.
+
+    >>> import math
+    >>> c = {"logprobs": {"content": [{"top_logprobs": [
+    ...     {"token": "YES", "logprob": math.log(0.6)}, {"token": "NO", "logprob": math.log(0.2)},
+    ...     {"token": "Yes", "logprob": math.log(0.1)}]}]}}
+    >>> round(yes_probability(c), 4)
+    0.7778
+    """
+    import math
+
+    try:
+        top = (choice.get("logprobs") or {})["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    p_yes = p_no = 0.0
+    for item in top or ():
+        token = str(item.get("token", "")).strip().upper()
+        prob = math.exp(float(item.get("logprob", float("-inf"))))
+        if token == "YES":
+            p_yes += prob
+        elif token == "NO":
+            p_no += prob
+    if p_yes + p_no == 0.0:
+        return None
+    return p_yes / (p_yes + p_no)

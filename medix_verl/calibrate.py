@@ -1,0 +1,92 @@
+"""Calibrate the embedding-accuracy threshold for an embedding model on labelled pairs.
+
+Pairs: JSONL rows ``{"a": ..., "b": ..., "same": 1|0, "category": optional}``; ``same=1`` for
+answers that mean the same (synonyms, abbreviations, paraphrases), ``0`` for near misses
+(laterality, negation, severity, a different finding). The package ships such a set, written
+for this project: ``medix_verl/data/embed_pairs.jsonl``.
+
+The best threshold maximises Youden's J (true-positive rate minus false-positive rate); ties
+go to the higher threshold (fewer false credits).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_PAIRS = Path(__file__).parent / "data" / "embed_pairs.jsonl"
+
+
+@dataclass
+class Calibration:
+    thresholds: np.ndarray
+    tpr: np.ndarray
+    fpr: np.ndarray
+    auc: float
+    best_threshold: float
+    best_tpr: float
+    best_fpr: float
+    similarities: np.ndarray
+    labels: np.ndarray
+
+
+def read_pairs(path: str | Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
+            if not isinstance(row, dict) or not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
+                raise ValueError(f"{path}:{lineno}: need string fields 'a' and 'b'")
+            if row.get("same") not in (0, 1, True, False):
+                raise ValueError(f"{path}:{lineno}: 'same' must be 0 or 1, got {row.get('same')!r}")
+            rows.append(row)
+    labels = {int(r["same"]) for r in rows}
+    if labels != {0, 1}:
+        raise ValueError(f"{path}: need pairs of both labels (same=1 and same=0), got {sorted(labels)}")
+    return rows
+
+
+def roc(similarities: np.ndarray, labels: np.ndarray) -> Calibration:
+    """ROC over every distinct similarity as a threshold (credit when similarity >= threshold)."""
+    thresholds = np.unique(similarities)[::-1]
+    pos, neg = labels.sum(), (1 - labels).sum()
+    tpr = np.array([((similarities >= t) & (labels == 1)).sum() / pos for t in thresholds])
+    fpr = np.array([((similarities >= t) & (labels == 0)).sum() / neg for t in thresholds])
+    xs, ys = np.concatenate([[0.0], fpr, [1.0]]), np.concatenate([[0.0], tpr, [1.0]])
+    auc = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+    j = tpr - fpr
+    best = int(np.flatnonzero(j == j.max())[0])  # thresholds descend: first = highest threshold
+    return Calibration(thresholds, tpr, fpr, auc, float(thresholds[best]), float(tpr[best]), float(fpr[best]),
+                       similarities, labels)
+
+
+def calibrate(pairs: list[dict], embedder) -> Calibration:
+    a = embedder.encode_now([p["a"] for p in pairs])
+    b = embedder.encode_now([p["b"] for p in pairs])
+    sims = np.sum(a * b, axis=1)
+    return roc(sims, np.array([int(p["same"]) for p in pairs]))
+
+
+def report(cal: Calibration, pairs: list[dict], current: float = 0.8) -> str:
+    lines = [f"pairs: {len(pairs)} ({int(cal.labels.sum())} same, {int((1 - cal.labels).sum())} different)",
+             f"ROC AUC: {cal.auc:.3f}", "threshold    TPR    FPR"]
+    for t, tp, fp in zip(cal.thresholds, cal.tpr, cal.fpr):
+        lines.append(f"   {t:7.4f}  {tp:5.2f}  {fp:5.2f}")
+    at = cal.similarities >= current
+    cur_tpr = (at & (cal.labels == 1)).sum() / cal.labels.sum()
+    cur_fpr = (at & (cal.labels == 0)).sum() / (1 - cal.labels).sum()
+    lines.append(f"at the paper's threshold {current:g}: TPR {cur_tpr:.2f}, FPR {cur_fpr:.2f}")
+    cats: dict[str, list] = {}
+    for p, s in zip(pairs, cal.similarities):
+        cats.setdefault(p.get("category", "?") + (" (same)" if p["same"] else " (different)"), []).append(s)
+    for cat, values in sorted(cats.items()):
+        lines.append(f"  {cat:32s} mean similarity {np.mean(values):.3f} (n={len(values)})")
+    lines.append(f"best threshold (Youden J): {cal.best_threshold:.4f}  TPR {cal.best_tpr:.2f}  FPR {cal.best_fpr:.2f}")
+    return "\n".join(lines)
