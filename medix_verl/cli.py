@@ -172,6 +172,42 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalConfig, run_eval
+
+    cfg = EvalConfig(
+        tasks=args.tasks, data_dir=Path(args.data_dir), model_url=args.model_url, model=args.model,
+        judge_url=args.judge_url, judge_model=args.judge_model, output=Path(args.output),
+        max_concurrency=args.max_concurrency, rounds=args.rounds, system_prompt=args.system_prompt,
+        limit=args.limit, timeout=args.timeout, judge_timeout=args.judge_timeout, progress=not args.quiet,
+    )
+    try:
+        results = asyncio.run(run_eval(cfg))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"medix-verl eval: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except JudgeUnavailableError as exc:
+        print(f"medix-verl eval: server failed: {exc}", file=sys.stderr)
+        return EXIT_JUDGE
+    print((Path(args.output) / "results.md").read_text())
+    run = results["run"]
+    print(f"{run['new_samples']} samples evaluated, {run['resumed_samples']} resumed; "
+          f"{run['unparseable_verdicts']} unparseable verdicts re-asked; {run['judge_failures']} judge failures; "
+          f"{run['generation_failures']} generation failures; reports in {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_eval_compare(args: argparse.Namespace) -> int:
+    from .evaluate import compare
+
+    try:
+        print(compare([Path(d) for d in args.runs], Path(args.output) if args.output else None), end="")
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"medix-verl eval-compare: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medix-verl", description="MediX-R1 on verl: reward scoring and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +238,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--current", type=float, default=0.8, help="threshold to report alongside (default 0.8, the paper's)")
     c.add_argument("--json", help="also write the ROC and the best threshold to this file")
     c.set_defaults(func=_cmd_calibrate)
+
+    e = sub.add_parser("eval", help="reference-based LLM-as-judge evaluation over the benchmarks")
+    e.add_argument("--tasks", default="all", help="all | text | image | T1,T2,... (default all)")
+    e.add_argument("--data-dir", required=True, help="folder with <task>.parquet from data_prep.eval_sets")
+    e.add_argument("--model-url", required=True, help="OpenAI base URL serving the evaluated model")
+    e.add_argument("--model", required=True, help="served name of the evaluated model")
+    e.add_argument("--judge-url", required=True, help="OpenAI base URL serving the judge")
+    e.add_argument("--judge-model", default="Qwen/Qwen3-14B", help="served judge name (default Qwen/Qwen3-14B)")
+    e.add_argument("--output", required=True, help="output folder (samples.jsonl, results.json/.md/.png)")
+    e.add_argument("--max-concurrency", type=int, default=32)
+    e.add_argument("--rounds", type=int, default=3, help="judge rounds in one conversation (default 3)")
+    e.add_argument("--system-prompt", help="system prompt for the evaluated model (default none, as released)")
+    e.add_argument("--limit", type=int, help="first N samples of each task")
+    e.add_argument("--timeout", type=float, default=600.0, help="seconds per generation request")
+    e.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=_cmd_eval)
+
+    ec = sub.add_parser("eval-compare", help="put several evaluation runs side by side")
+    ec.add_argument("runs", nargs="+", help="output folders of medix-verl eval")
+    ec.add_argument("-o", "--output", help="write compare.md and compare.png here")
+    ec.set_defaults(func=_cmd_eval_compare)
     return parser
 
 

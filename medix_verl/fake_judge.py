@@ -48,6 +48,7 @@ class FakeJudge:
         reset: bool = False,
         seed: int = 0,
         yes_prob: Callable[[str], float] | None = None,
+        chat_policy: Callable[[dict], str] | None = None,
     ):
         self.policy = policy
         self.latency = latency
@@ -60,6 +61,7 @@ class FakeJudge:
         self.malformed = malformed
         self.reset = reset
         self.yes_prob = yes_prob
+        self.chat_policy = chat_policy  # sees the whole request payload (multi-turn, images)
         self._rng = random.Random(seed)
         self.received = 0
         self.served = 0
@@ -84,7 +86,9 @@ class FakeJudge:
         try:
             payload = json.loads(raw)
             content = payload["messages"][-1]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            if isinstance(content, list):  # OpenAI content parts: keep the text parts
+                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return web.json_response({"error": {"message": "bad request body"}}, status=400)
         self.payloads.append(payload)
         key = content
@@ -120,6 +124,8 @@ class FakeJudge:
             if payload.get("logprobs"):
                 top = [{"token": "YES", "logprob": math.log(p)}, {"token": "NO", "logprob": math.log(1 - p)}]
                 choice["logprobs"] = {"content": [{"token": reply, "logprob": math.log(max(p, 1 - p)), "top_logprobs": top}]}
+        elif self.chat_policy is not None:
+            reply = self.chat_policy(payload)
         else:
             reply = self.policy(content)
         choice["message"] = {"role": "assistant", "content": reply}
@@ -133,10 +139,14 @@ class FakeJudge:
             }
         )
 
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
     async def _start(self) -> None:
         self._capacity = asyncio.Semaphore(self.capacity or 1_000_000)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)

@@ -1,0 +1,173 @@
+"""`medix-verl eval` end to end against loopback policy and judge servers."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from data_prep.eval_sets import SCHEMA
+from fixtures_data import rgb_jpeg
+from medix_verl.fake_judge import FakeJudge
+
+TASK_ROWS = {
+    "mmlu_anatomy": [
+        {"id": "a1", "question": "Which bone?\n\nChoices:\nA. Femur\nB. Ulna", "choices": ["Femur", "Ulna"], "answer": "Ulna", "images": [], "kind": "mcq"},
+        {"id": "a2", "question": "Which muscle?\n\nChoices:\nA. Deltoid\nB. Biceps", "choices": ["Deltoid", "Biceps"], "answer": "Deltoid", "images": [], "kind": "mcq"},
+        {"id": "a3", "question": "UNDECIDABLE question", "choices": ["x", "y"], "answer": "x", "images": [], "kind": "mcq"},
+    ],
+    "vqa_rad": [
+        {"id": "v1", "question": "Is there a fracture?", "choices": None, "answer": "yes", "images": [{"bytes": rgb_jpeg()}], "kind": "yes_no"},
+        {"id": "v2", "question": "Which organ?", "choices": None, "answer": "liver", "images": [{"bytes": rgb_jpeg(seed=3)}], "kind": "open"},
+    ],
+    "mimic_cxr_summarization": [
+        {"id": "m1", "question": "Summarize: no consolidation.", "choices": None, "answer": "No acute process.", "images": [], "kind": "report"},
+    ],
+}
+ANSWERS = {"Which bone?": "<think>the ulna is in the forearm</think> B. Ulna", "Which muscle?": "Biceps",
+           "Is there a fracture?": "<thinking>cortex broken</thinking>yes", "Which organ?": "the spleen",
+           "Summarize": "No acute findings.", "UNDECIDABLE": "x"}
+
+
+def write_tasks(data_dir):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for task, rows in TASK_ROWS.items():
+        pq.write_table(pa.Table.from_pylist([dict(r, task=task) for r in rows], schema=SCHEMA), data_dir / f"{task}.parquet")
+
+
+def policy(payload):
+    content = payload["messages"][-1]["content"]
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    if payload.get("temperature") != 0.0 or payload.get("max_tokens") != 2048:
+        return "wrong sampling parameters"
+    for key, answer in ANSWERS.items():
+        if text.startswith(key) or key in text:
+            if key in ("Is there a fracture?", "Which organ?"):
+                assert isinstance(content, list) and content[0]["type"] == "image_url"
+                assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+            return answer
+    return "?"
+
+
+JUDGE_LOG = []
+
+
+def judge_policy(payload):
+    messages = payload["messages"]
+    JUDGE_LOG.append(len(messages))
+    first = messages[0]["content"]
+    if "UNDECIDABLE" in first:
+        return "I cannot decide."
+    if "0 to 5" in first:
+        return '{"score": 4}'
+    ref = re.search(r"Reference answer:\n(.*?)\n\nModel answer:\n(.*?)\n\n", first, re.S)
+    reference, prediction = ref.group(1).strip().lower(), ref.group(2).strip().lower()
+    if len(messages) == 3 and "deltoid" in reference:  # flips once on re-evaluation: majority decides
+        return '{"score": 1}'
+    return '{"score": %d}' % (1 if reference in prediction else 0)
+
+
+def eval_cmd(data_dir, out, model_url, judge_url, *extra):
+    return [sys.executable, "-m", "medix_verl.cli", "eval", "--tasks", "all", "--data-dir", str(data_dir),
+            "--model-url", model_url, "--model", "policy", "--judge-url", judge_url, "--judge-model", "judge",
+            "--output", str(out), "-q", *extra]
+
+
+def test_eval_end_to_end(tmp_path):
+    write_tasks(tmp_path / "data")
+    JUDGE_LOG.clear()
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        proc = subprocess.run(eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url),
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    t = res["tasks"]
+    assert set(t) == set(TASK_ROWS)
+    # a1 correct (prediction cut after </think>), a2 wrong (majority 0 of 0/1/0), a3 unparseable -> failure
+    assert t["mmlu_anatomy"] == {"n": 3, "scored": 2, "accuracy": 50.0, "judge_failures": 1, "generation_failures": 0}
+    assert t["vqa_rad"]["accuracy"] == 50.0
+    assert t["mimic_cxr_summarization"]["accuracy"] == 80.0  # rubric 4,4,4 -> 4/5
+    assert res["overall"] == pytest.approx(round((50 + 50 + 80) / 3, 2))
+    assert res["run"]["unparseable_verdicts"] == 3  # a3: 1 try + 2 re-asks
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    a1 = next(s for s in samples if s["id"] == "a1")
+    assert a1["prediction"] == "B. Ulna" and a1["rounds"] == [1, 1, 1] and a1["score"] == 1.0
+    a2 = next(s for s in samples if s["id"] == "a2")
+    assert a2["rounds"] == [0, 1, 0] and a2["score"] == 0.0
+    assert set(JUDGE_LOG) == {1, 3, 5}  # three rounds in one conversation
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| mmlu_anatomy | 3 | 50.00 | 1 | 0 |" in md and "**60.00**" in md
+    png = Image.open(tmp_path / "out" / "results.png")
+    assert png.format == "PNG" and png.size[0] > 600 and png.size[1] > 400
+    # side by side, with a second run that differs
+    other = tmp_path / "other"
+    other.mkdir()
+    res["tasks"]["vqa_rad"]["accuracy"] = 100.0
+    res["overall"] = 76.67
+    (other / "results.json").write_text(json.dumps(res))
+    proc = subprocess.run([sys.executable, "-m", "medix_verl.cli", "eval-compare", str(tmp_path / "out"),
+                           str(other), "-o", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "| task | out | other |" in proc.stdout
+    assert "| vqa_rad | 50.00 | 100.00 |" in proc.stdout and "| overall | 60.00 | 76.67 |" in proc.stdout
+    assert Image.open(tmp_path / "cmp" / "compare.png").format == "PNG"
+
+
+def test_resume_after_kill_9(tmp_path):
+    many = [{"id": f"q{i}", "question": f"Which muscle? number {i}\n\nChoices:\nA. Deltoid\nB. Biceps",
+             "choices": ["Deltoid", "Biceps"], "answer": "Deltoid", "images": [], "kind": "mcq"} for i in range(12)]
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.Table.from_pylist([dict(r, task="medqa") for r in many], schema=SCHEMA), data / "medqa.parquet")
+    out = tmp_path / "out"
+    log = out / "samples.jsonl"
+    with FakeJudge(chat_policy=policy, latency=0.4, capacity=1) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        cmd = eval_cmd(data, out, model.url, judge.url, "--max-concurrency", "1")
+        cmd[cmd.index("all")] = "medqa"
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        done_before = len(log.read_text().splitlines())
+        assert 3 <= done_before < 12
+        served_before = model.received
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        new_requests = model.received - served_before
+    ids = [json.loads(line)["id"] for line in log.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(12)) and len(ids) == len(set(ids)) == 12
+    assert new_requests == 12 - done_before
+    res = json.loads((out / "results.json").read_text())
+    assert res["run"]["resumed_samples"] == done_before and res["tasks"]["medqa"]["scored"] == 12
+
+
+def test_missing_task_file_is_explained(tmp_path):
+    (tmp_path / "data").mkdir()
+    proc = subprocess.run(eval_cmd(tmp_path / "data", tmp_path / "out", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")[:-1] + ["-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "none of the all tasks' parquet files exist" in proc.stderr
+
+
+def test_eval_recipe_with_running_servers(tmp_path):
+    """recipes/eval_medix_r1.sh, with MODEL_URL/JUDGE_URL pointing at running (loopback) servers."""
+    from pathlib import Path
+
+    write_tasks(tmp_path / "data")
+    root = Path(__file__).resolve().parent.parent
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        env = dict(os.environ, MODEL="org/some-model", MODEL_URL=model.url, JUDGE_URL=judge.url,
+                   DATA_DIR=str(tmp_path / "data"), OUT=str(tmp_path / "out"), TASKS="mmlu_anatomy,vqa_rad",
+                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        proc = subprocess.run(["bash", str(root / "recipes" / "eval_medix_r1.sh"), "-q"], capture_output=True,
+                              text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["tasks"]) == {"mmlu_anatomy", "vqa_rad"} and res["run"]["model"] == "some-model"
