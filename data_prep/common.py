@@ -231,3 +231,18 @@ def format_stats(stats: dict) -> str:
     for group, counts in stats["out_by"].items():
         lines.append(f"  out by {group}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return "\n".join(lines)
+
+
+def run_cli(prog: str, output: str, convert) -> int:
+    """Run a conversion for a ``python -m data_prep...`` entry point: print the reconciled summary,
+    or the error (naming the input) with exit code 2."""
+    import sys
+
+    try:
+        stats = convert()
+    except (SourceError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    print(format_stats(stats))
+    print(f"wrote {', '.join(stats['files'])} in {output}")
+    return 0

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from .common import Ledger, ShardedParquetWriter, SourceError, format_stats, iter_source
+from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
 from .images import ImageError, normalize_image
 
 SCHEMA = pa.schema(
@@ -315,15 +315,9 @@ def main(argv=None) -> int:
         return 0
     if not (args.task and args.input and args.output):
         parser.error("--task, --input and --output are required")
-    try:
-        stats = convert_task(args.task, args.input, args.output, image_root=args.image_root, limit=args.limit,
-                             progress=not args.quiet)
-    except (SourceError, ValueError) as exc:
-        print(f"data_prep.eval_sets: {exc}", file=sys.stderr)
-        return 2
-    print(format_stats(stats))
-    print(f"wrote {', '.join(stats['files'])} in {args.output}")
-    return 0
+    return run_cli("data_prep.eval_sets", args.output, lambda: convert_task(
+        args.task, args.input, args.output, image_root=args.image_root, limit=args.limit, progress=not args.quiet,
+    ))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import pyarrow as pa
 from medix_verl.prompts import IMAGE_PLACEHOLDER, medix_prompt
 from reward_fns import MODALITY_TAGS, parse_ground_truth
 
-from .common import Ledger, ShardedParquetWriter, SourceError, format_stats, iter_source
+from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
 from .images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageError, normalize_image
 
 COLUMNS = ["id", "image", "source", "problem", "solution"]
@@ -209,17 +209,10 @@ def main(argv=None) -> int:
     parser.add_argument("--shard-rows", type=int, help="write shards of N rows")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        stats = convert(
-            args.input, args.split, args.output, num_proc=args.num_proc, min_pixels=args.min_pixels,
-            max_pixels=args.max_pixels, limit=args.limit, shard_rows=args.shard_rows, progress=not args.quiet,
-        )
-    except (SourceError, ValueError) as exc:
-        print(f"data_prep.medix_rl_data: {exc}", file=sys.stderr)
-        return 2
-    print(format_stats(stats))
-    print(f"wrote {', '.join(stats['files'])} in {args.output}")
-    return 0
+    return run_cli("data_prep.medix_rl_data", args.output, lambda: convert(
+        args.input, args.split, args.output, num_proc=args.num_proc, min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels, limit=args.limit, shard_rows=args.shard_rows, progress=not args.quiet,
+    ))
 
 
 if __name__ == "__main__":

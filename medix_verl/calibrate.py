@@ -10,11 +10,12 @@ go to the higher threshold (fewer false credits).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .jsonl import JsonlError, iter_objects
 
 DEFAULT_PAIRS = Path(__file__).parent / "data" / "embed_pairs.jsonl"
 
@@ -34,22 +35,15 @@ class Calibration:
 
 def read_pairs(path: str | Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
-                raise ValueError(f"{path}:{lineno}: need string fields 'a' and 'b'")
-            if row.get("same") not in (0, 1, True, False):
-                raise ValueError(f"{path}:{lineno}: 'same' must be 0 or 1, got {row.get('same')!r}")
-            rows.append(row)
+    for lineno, row in iter_objects(path):
+        if not isinstance(row.get("a"), str) or not isinstance(row.get("b"), str):
+            raise JsonlError(f"{path}:{lineno}: need string fields 'a' and 'b'")
+        if row.get("same") not in (0, 1, True, False):
+            raise JsonlError(f"{path}:{lineno}: 'same' must be 0 or 1, got {row.get('same')!r}")
+        rows.append(row)
     labels = {int(r["same"]) for r in rows}
     if labels != {0, 1}:
-        raise ValueError(f"{path}: need pairs of both labels (same=1 and same=0), got {sorted(labels)}")
+        raise JsonlError(f"{path}: need pairs of both labels (same=1 and same=0), got {sorted(labels)}")
     return rows
 
 

@@ -11,44 +11,31 @@ import sys
 import time
 from pathlib import Path
 
-from .judge import JudgeUnavailableError
 from .embedder import EmbedderError
+from .judge import JudgeUnavailableError
+from .jsonl import JsonlError, iter_objects
 
 EXIT_BAD_INPUT = 2
 EXIT_JUDGE = 3
 EXIT_EMBED = 4
 
 
-class InputError(ValueError):
-    pass
+InputError = JsonlError
 
 
 def read_rows(path: Path) -> list[dict]:
     """Read score input rows; a bad line raises :class:`InputError` naming file and line."""
     rows = []
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open: {exc.strerror}") from None
-    with handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key in ("response", "ground_truth"):
-                if key not in row:
-                    raise InputError(f"{path}:{lineno}: missing required field {key!r} (row id={row.get('id')!r})")
-                if not isinstance(row[key], str):
-                    raise InputError(
-                        f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__} "
-                        f"(row id={row.get('id')!r})"
-                    )
-            rows.append(row)
+    for lineno, row in iter_objects(path):
+        for key in ("response", "ground_truth"):
+            if key not in row:
+                raise InputError(f"{path}:{lineno}: missing required field {key!r} (row id={row.get('id')!r})")
+            if not isinstance(row[key], str):
+                raise InputError(
+                    f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__} "
+                    f"(row id={row.get('id')!r})"
+                )
+        rows.append(row)
     return rows
 
 
