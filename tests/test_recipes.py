@@ -1,0 +1,100 @@
+"""Every training recipe's DRY_RUN composes against the installed verl with the published settings."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(recipe, env=None, *extra):
+    import sys
+
+    full = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, **(env or {}))
+    return subprocess.run(["bash", str(ROOT / "recipes" / recipe), *extra], capture_output=True, text=True,
+                          timeout=180, env=full)
+
+
+def composed(recipe, env=None, *extra):
+    proc = run(recipe, env, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)
+
+
+def check_shared(cfg):
+    a, r = cfg["actor_rollout_ref"]["actor"], cfg["actor_rollout_ref"]["rollout"]
+    assert cfg["data"]["train_batch_size"] == 512 and r["n"] == 5
+    assert a["ppo_mini_batch_size"] == 128 and a["ppo_epochs"] == 1
+    assert a["optim"]["lr"] == 1e-6 and a["optim"]["weight_decay"] == 0.01 and a["optim"]["lr_scheduler_type"] == "constant"
+    assert a["grad_clip"] == 1.0 and cfg["trainer"]["total_epochs"] == 2
+    assert cfg["trainer"]["test_freq"] == 5 and cfg["trainer"]["save_freq"] == 5
+    assert (r["temperature"], r["top_p"]) == (1.0, 1.0)
+    assert (r["val_kwargs"]["temperature"], r["val_kwargs"]["top_p"]) == (0.6, 0.95)
+    assert r["tensor_model_parallel_size"] == 2 and r["gpu_memory_utilization"] == 0.6
+    assert (cfg["data"]["max_prompt_length"], cfg["data"]["max_response_length"]) == (4352, 4096)
+    assert a["fsdp_config"]["param_offload"] and a["fsdp_config"]["optimizer_offload"]
+    rw = cfg["reward"]
+    assert rw["custom_reward_function"]["path"] == "pkg://medix_verl.reward"
+    assert rw["reward_manager"]["name"] == "medix"
+    assert cfg["data"]["custom_cls"] == {"path": "pkg://medix_verl.dataset", "name": "MedixDataset"}
+    assert cfg["custom_reward_function"]["path"] is None  # the legacy key stays unset
+    return a
+
+
+def test_qwen_7b_gspo():
+    a = check_shared(composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1"}))
+    assert a["policy_loss"]["loss_mode"] == "gspo" and a["loss_agg_mode"] == "seq-mean-token-mean"
+    assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (3e-4, 4e-4) and a["use_kl_loss"] is False
+
+
+def test_qwen3vl_8b_grpo():
+    cfg = composed("medix_r1_qwen3vl_8b_grpo.sh")
+    a = check_shared(cfg)
+    assert a["use_kl_loss"] is True and a["kl_loss_type"] == "low_var_kl" and a["kl_loss_coef"] == 0.01
+    assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.3) and a["loss_agg_mode"] == "token-mean"
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen3-VL-8B-Instruct"
+
+
+@pytest.mark.parametrize("size, model", [("2b", "Qwen/Qwen3-VL-2B-Instruct"), ("30b", "Qwen/Qwen3-VL-30B-A3B-Instruct")])
+def test_qwen3vl_dapo(size, model):
+    cfg = composed("medix_r1_qwen3vl_dapo.sh", {"SIZE": size})
+    a = check_shared(cfg)
+    assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.28) and a["use_kl_loss"] is False
+    assert cfg["data"]["gen_batch_size"] == 128
+    assert cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["max_num_gen_batches"] == 20
+    assert cfg["actor_rollout_ref"]["model"]["path"] == model
+    assert cfg["trainer"]["experiment_name"] == f"medix_r1_qwen3vl_{size}_dapo"
+
+
+def test_judge_placements():
+    server = composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1", "GPUS_PER_NODE": "6"})
+    kw = server["reward"]["custom_reward_function"]["reward_kwargs"]
+    assert kw["judge_url"] == "http://judge:8085/v1" and server["trainer"]["n_gpus_per_node"] == 6
+    assert server["reward"]["reward_model"]["enable"] is False
+    managed = composed("medix_r1_qwen_7b.sh", {"JUDGE": "verl"})
+    rm = managed["reward"]["reward_model"]
+    assert rm["enable"] is True and rm["enable_resource_pool"] is True and rm["n_gpus_per_node"] == 2
+    assert rm["model_path"] == "Qwen/Qwen3-4B-Instruct-2507" and managed["trainer"]["n_gpus_per_node"] == 6
+    assert managed["reward"]["custom_reward_function"]["reward_kwargs"]["judge_url"] is None
+
+
+def test_dry_run_rejects_unknown_and_ignored_keys():
+    proc = run("medix_r1_qwen_7b.sh", None, "actor_rollout_ref.actor.clip_ratio_lo=0.1")
+    assert proc.returncode == 2 and "clip_ratio_lo" in proc.stderr
+    proc = run("medix_r1_qwen_7b.sh", None, "custom_reward_function.path=/tmp/x.py")
+    assert proc.returncode == 2 and "custom_reward_function.path (use reward.custom_reward_function)" in proc.stderr
+    proc = run("medix_r1_qwen_7b.sh", None, "reward_model.reward_manager=naive")
+    assert proc.returncode == 2 and "reward_model.reward_manager" in proc.stderr
+
+
+def test_real_run_without_gpus_stops_with_a_message():
+    import sys
+
+    env = dict(os.environ, PYTHON=sys.executable, PATH="/usr/bin:/bin")  # no nvidia-smi here
+    env.pop("DRY_RUN", None)
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 3
+    assert "needs 8 GPUs per node" in proc.stderr and "has 0" in proc.stderr
