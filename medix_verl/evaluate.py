@@ -16,11 +16,11 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .judge import JudgeClient, JudgeRequestError
+from .judge import JudgeClient, JudgeRequestError, reply_text
 
 GEN_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 2048}
 JUDGE_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 256, "chat_template_kwargs": {"enable_thinking": False}}
@@ -207,12 +207,9 @@ class EvalConfig:
 
 @dataclass
 class Counters:
-    generated: int = 0
-    judged: int = 0
     generation_failures: int = 0
     judge_failures: int = 0
     unparseable: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 async def _judge_sample(judge: JudgeClient, sample: dict, prediction: str, rounds: int, verdict_retries: int,
@@ -232,7 +229,7 @@ async def _judge_sample(judge: JudgeClient, sample: dict, prediction: str, round
                 choice = await judge.complete_choice(messages, JUDGE_PARAMS, use_cache=attempt == 0)
             except JudgeRequestError as exc:
                 return scores, f"judge request failed in round {round_no + 1}: {exc}"
-            reply = (choice.get("message") or {}).get("content") or ""
+            reply = reply_text(choice)
             score = parse_score(reply, allowed)
             if score is not None:
                 break
@@ -273,7 +270,6 @@ async def run_eval(cfg: EvalConfig) -> dict:
                 record.update(raw_output=None, prediction=None, rounds=[], score=None,
                               failure=f"generation failed: {exc}")
             else:
-                counters.generated += 1
                 prediction = cut_prediction(raw)
                 if "gen" in bars:
                     bars["gen"].update(1)
@@ -282,7 +278,6 @@ async def run_eval(cfg: EvalConfig) -> dict:
                 score = None if failure else combine_rounds(rounds, rubric)
                 if failure:
                     counters.judge_failures += 1
-                counters.judged += 1
                 record.update(raw_output=raw, prediction=prediction, rounds=rounds, score=score, failure=failure)
             log.append(record)
             if "judge" in bars:

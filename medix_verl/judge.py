@@ -154,9 +154,7 @@ class JudgeClient:
         Raises :class:`JudgeRequestError` when this request failed for good and
         :class:`JudgeUnavailableError` when the judge as a whole is unusable.
         """
-        choice = await self.complete_choice(messages, params)
-        content = (choice.get("message") or {}).get("content")
-        return content if isinstance(content, str) else ""
+        return reply_text(await self.complete_choice(messages, params))
 
     async def complete_choice(
         self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None, *, use_cache: bool = True
@@ -334,6 +332,12 @@ class JudgeClient:
                 f"judge error rate {errors}/{calls} in this scoring call passed max_error_rate="
                 f"{self.max_error_rate:g} at {self.url}; last error: {self.last_error}"
             )
+
+
+def reply_text(choice: Mapping[str, Any]) -> str:
+    """The message text of a chat-completion choice ("" when the server sent none)."""
+    content = (choice.get("message") or {}).get("content")
+    return content if isinstance(content, str) else ""
 
 
 def normalize_base_url(url: str) -> str:

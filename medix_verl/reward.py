@@ -30,7 +30,7 @@ from reward_fns import (
 from reward_fns.composite import BUILTIN_PARTS
 
 from .embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder, RemoteEmbedder
-from .judge import JudgeClient, JudgeRequestError
+from .judge import JudgeClient, JudgeRequestError, reply_text
 from .settings import DEFAULT_JUDGE_MODEL, RewardSettings
 
 
@@ -145,8 +145,7 @@ class MedixScorer:
         if self.settings.judge_yes_threshold is not None:
             p_yes = yes_probability(choice)
             return None if p_yes is None else p_yes >= self.settings.judge_yes_threshold
-        content = (choice.get("message") or {}).get("content")
-        return self.preset.verdict(content if isinstance(content, str) else "")
+        return self.preset.verdict(reply_text(choice))
 
     async def _embed(self, sample: PreparedSample) -> float:
         similarity = await self.embedder.similarity(sample.answer, sample.reference)
