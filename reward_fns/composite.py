@@ -183,6 +183,7 @@ class Preset:
     embed_threshold: float
     weights: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_WEIGHTS))
     #: ``gate(answer, max_answer_chars=...) -> reason | None``: answers refused before the judge.
+    #: When set, it replaces ``answer_is_valid`` in :func:`prepare`.
     gate: Union[Callable[..., Union[str, None]], None] = None
     #: credit a case-insensitive exact match before any validity rule (the paper checks validity first)
     exact_first: bool = False
@@ -295,7 +296,8 @@ def prepare(
         gate := preset.gate(answer, **({"max_answer_chars": max_answer_chars} if max_answer_chars else {}))
     ):
         route = ROUTE_INVALID
-    elif not preset.answer_is_valid(answer):
+    elif preset.gate is None and not preset.answer_is_valid(answer):
+        # a preset with a gate judges validity by the gate alone (with the configured cap)
         route = ROUTE_INVALID
     elif answer == gt.answer:
         route = ROUTE_EXACT

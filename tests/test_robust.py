@@ -219,3 +219,12 @@ def test_linear_paper_rules_equal_the_release_regexes(tokens):
     start = text.find("<thinking>")
     want = 0.0 if start < 0 else (1.0 if rules.PAPER_FORMAT_PATTERN.fullmatch(text[start:].strip()) else 0.0)
     assert rules.paper_format_reward(text) == want
+
+
+def test_max_answer_chars_above_the_default_is_honoured(minilm):
+    answer = "consolidation " * 30  # 420 chars: over the default cap, under the configured one
+    with gullible() as judge:
+        (raised,) = score_all(scorer_for(judge, minilm, max_answer_chars=1000), [{"response": wrap(answer), "ground_truth": REF}])
+        (default,) = score_all(scorer_for(judge, minilm), [{"response": wrap(answer), "ground_truth": REF}])
+    assert raised["gate_too_long"] == 0.0 and raised["accuracy_llm"] == 1.0
+    assert default["gate_too_long"] == 1.0 and default["accuracy_llm"] == 0.0
