@@ -31,8 +31,8 @@ class MedixDataset(RLHFDataset):
         super().__init__(data_files, tokenizer, config, processor=processor, max_samples=max_samples)
 
     # ------------------------------------------------------------------ row conversion
-    def to_verl_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A verl-schema row from either a prepared row or a raw published row."""
+    def to_verl_row(self, row: dict[str, Any], index: int = 0) -> dict[str, Any]:
+        """A verl-schema row from either a prepared row or a raw published row (``index``: its position)."""
         if row.get(self.prompt_key) is not None:
             images = row.get(self.image_key) or []
             row[self.image_key] = [self._bounded(img) for img in images]
@@ -40,7 +40,6 @@ class MedixDataset(RLHFDataset):
         if all(col in row for col in PUBLISHED_COLUMNS):
             from data_prep.medix_rl_data import RowRejected, convert_row
 
-            index = (row.get("extra_info") or {}).get("index", 0) if isinstance(row.get("extra_info"), dict) else 0
             try:
                 converted = convert_row(row, self.split_name, index, self.min_pixels, self.max_pixels)
             except RowRejected as exc:
@@ -79,7 +78,7 @@ class MedixDataset(RLHFDataset):
         return super()._build_messages(example, key=self.prompt_key)
 
     def __getitem__(self, item):
-        row = self.to_verl_row(dict(self.dataframe[item]))
+        row = self.to_verl_row(dict(self.dataframe[item]), index=item)
         row["raw_prompt"] = RLHFDataset._build_messages(self, row, key=self.prompt_key)
         for key in (self.image_key, self.video_key, self.audio_key):
             row.pop(key, None)

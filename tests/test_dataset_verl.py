@@ -105,6 +105,7 @@ def test_raw_published_rows_match_prepared(parquets, tiny_vl):
         _, _, b = asyncio.run(model_inputs(ds_pre, processor, config, i))
         assert torch.equal(a["input_ids"], b["input_ids"])
         assert ds_raw[i]["extra_info"]["modality"] == ds_pre[i]["extra_info"]["modality"]
+        assert ds_raw[i]["extra_info"]["index"] == ds_raw[i]["index"] == i
 
 
 def test_per_image_pixel_bounds_are_honoured(parquets, tiny_vl):
