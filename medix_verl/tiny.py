@@ -151,3 +151,73 @@ def build_tiny_qwen25_vl(out_dir: str | Path, *, min_pixels: int = 56 * 56, max_
     )
     processor.save_pretrained(str(out))
     return out
+
+
+def format_target(ground_truth: str) -> str:
+    """The response the policy is meant to learn for a reference ``<TAG> answer``:
+    ``<TAG><thinking>...</thinking><answer>answer</answer>``."""
+    from reward_fns import parse_ground_truth
+
+    gt = parse_ground_truth(ground_truth)
+    return f"{gt.tag}<thinking>The image is examined.</thinking><answer>{gt.answer}</answer>"
+
+
+def warm_start(model_dir: str | Path, parquet: str | Path, *, steps: int = 120, lr: float = 3e-3, seed: int = 0) -> dict:
+    """Teach the random tiny policy the output format with a few supervised steps on ``parquet``
+    (prepared MediX rows: prompt, images, reference), so that its sampled responses earn varying
+    rewards and GRPO has advantages to learn from. Loss on the response tokens only. Writes the
+    model back to ``model_dir``; returns the first and last losses.
+
+    A random-weight policy never writes ``<answer>`` tags, so every reward is 0, every GRPO
+    advantage is 0 and an RL step changes nothing: this is what makes the CPU run a real one.
+    """
+    import io
+    import random
+
+    import pyarrow.parquet as pq
+    import torch
+    from PIL import Image
+    from qwen_vl_utils import fetch_image
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    model_dir = str(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    examples = []
+    for row in pq.read_table(str(parquet)).to_pylist():
+        text = row["prompt"][-1]["content"]
+        images = [
+            fetch_image({"image": Image.open(io.BytesIO(im["bytes"])), "min_pixels": im["min_pixels"], "max_pixels": im["max_pixels"]})
+            for im in row["images"] or []
+        ]
+        content = []
+        for i, piece in enumerate(text.split("<image>")):
+            if i:
+                content.append({"type": "image"})
+            if piece:
+                content.append({"type": "text", "text": piece})
+        prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        target = format_target(row["reward_model"]["ground_truth"]) + "<|im_end|>"
+        enc = processor(text=[prompt + target], images=images or None, return_tensors="pt")
+        n_target = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
+        examples.append((dict(enc), n_target))
+    if not examples:
+        raise ValueError(f"{parquet}: no rows to warm start on")
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        enc, n_target = examples[rng.randrange(len(examples))]
+        out = model(**enc, logits_to_keep=n_target + 1)
+        logits = out.logits[0, :-1]  # position t predicts token t+1
+        labels = enc["input_ids"][0, -n_target:]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    model.eval()
+    model.save_pretrained(model_dir)
+    return {"first_loss": losses[0], "last_loss": sum(losses[-10:]) / len(losses[-10:]), "steps": steps}

@@ -1,0 +1,526 @@
+"""A CPU backend for verl 0.9.1, so ``python -m verl.trainer.main_ppo`` runs real GRPO steps on a
+machine without a GPU (CI, laptops). It is switched on by ``VERL_PLATFORM=cpu`` and loaded in every
+verl process (driver and Ray workers) through this package's ``verl.plugins`` entry point.
+
+What it adds, each for one thing that stops stock verl on CPU:
+
+* :class:`PlatformCPU`, verl's platform ``cpu``: device ``cpu``, collectives over gloo, and Ray's
+  ``GPU`` resource as the slot counter (start Ray with logical GPUs: ``ray_init.num_gpus``).
+* verl builds the process group as ``cpu:gloo,<device>:<backend>``, which is ``cpu:gloo,cpu:gloo``
+  here and rejected by torch ("Duplicate device type cpu"): the default becomes plain ``gloo``.
+* verl's FSDP/FSDP2 engines are registered for ``cuda`` and ``npu`` only: they are registered for
+  ``cpu`` too (use ``fsdp2``: FSDP1 refuses CPU parameters with ``sync_module_states``).
+* verl's rollouts are vLLM, SGLang and TensorRT-LLM, all GPU-only: rollout ``hf_cpu`` generates with
+  transformers in a Ray actor, one per replica, and takes the actor's weights after every step.
+
+It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.tiny`): generation
+runs one request at a time with ``model.generate``. It changes nothing unless ``VERL_PLATFORM=cpu``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ROLLOUT_NAME = "hf_cpu"
+_activated = False
+
+
+def requested() -> bool:
+    """True when this process was asked for the CPU backend (``VERL_PLATFORM=cpu``)."""
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu"
+
+
+def activate() -> None:
+    """Register the platform, the gloo default, the engines and the rollout (idempotent)."""
+    global _activated
+    if _activated:
+        return
+    _register_platform()
+    _use_plain_gloo()
+    _register_engines()
+    _register_rollout()
+    _activated = True
+
+
+# ---------------------------------------------------------------------------------------------
+# platform
+# ---------------------------------------------------------------------------------------------
+def _register_platform() -> None:
+    from verl.plugin.platform.platform_base import PlatformBase
+    from verl.plugin.platform.platform_manager import PlatformRegistry
+
+    @PlatformRegistry.register(platform="cpu")
+    class PlatformCPU(PlatformBase):
+        """verl's platform interface on the CPU: no device state, gloo, Ray ``GPU`` slots."""
+
+        device_name = "cpu"
+        vendor_name = "cpu"
+
+        @property
+        def device_module(self):
+            return _cpu_device_module()
+
+        def is_available(self) -> bool:
+            return True
+
+        def is_platform_available(self, use_smi_check=False) -> bool:
+            return requested()  # never auto-detected: only on request
+
+        def current_device(self) -> str:
+            # verl passes it straight to .to(device=...) / torch.device(...)
+            return "cpu"
+
+        def device_count(self) -> int:
+            return 1
+
+        def set_device(self, device_index: int) -> None:
+            pass
+
+        def synchronize(self, device_index: Optional[int] = None) -> None:
+            pass
+
+        def manual_seed(self, seed: int) -> None:
+            torch.manual_seed(seed)
+
+        def manual_seed_all(self, seed: int) -> None:
+            torch.manual_seed(seed)
+
+        def set_allocator_settings(self, settings: str) -> None:
+            pass
+
+        def empty_cache(self) -> None:
+            pass
+
+        def get_device_capability(self, device_index: int = 0):
+            return None, None
+
+        def communication_backend_name(self) -> str:
+            return "gloo"
+
+        def visible_devices_envvar(self) -> str:
+            # Ray sets it for actors holding (logical) GPUs; nothing on the CPU reads it
+            return "CUDA_VISIBLE_DEVICES"
+
+        @contextmanager
+        def nvtx_range(self, msg: str):
+            yield
+
+        def profiler_start(self) -> None:
+            pass
+
+        def profiler_stop(self) -> None:
+            pass
+
+        def ray_resource_name(self) -> str:
+            return "GPU"
+
+        def ray_noset_envvars(self) -> list[str]:
+            return []
+
+        def is_ipc_supported(self) -> bool:
+            return False
+
+        def cudart(self):
+            return None
+
+    globals()["PlatformCPU"] = PlatformCPU
+
+
+class _CPUDeviceModule:
+    """``torch.cpu`` plus the memory and RNG calls verl makes on ``torch.cuda``: memory figures
+    are the process's resident memory (there is no separate device memory), RNG is torch's."""
+
+    def __getattr__(self, name):
+        return getattr(torch.cpu, name)
+
+    @staticmethod
+    def _rss() -> int:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+    def memory_allocated(self, device=None) -> int:
+        return self._rss()
+
+    memory_reserved = max_memory_allocated = max_memory_reserved = memory_allocated
+
+    def mem_get_info(self, device=None) -> tuple[int, int]:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return vm.available, vm.total
+
+    def reset_peak_memory_stats(self, device=None) -> None:
+        pass
+
+    def empty_cache(self) -> None:
+        pass
+
+    def ipc_collect(self) -> None:
+        pass
+
+    def current_device(self) -> str:
+        return "cpu"
+
+    def device_count(self) -> int:
+        return 1
+
+    def set_device(self, device) -> None:
+        pass
+
+    def get_rng_state(self, device=None):
+        return torch.get_rng_state()
+
+    def set_rng_state(self, state, device=None) -> None:
+        torch.set_rng_state(state)
+
+    def manual_seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    manual_seed_all = manual_seed
+
+    def get_device_name(self, device=None) -> str:
+        import platform
+
+        return platform.processor() or "cpu"
+
+
+_DEVICE_MODULE = None
+
+
+def _cpu_device_module() -> _CPUDeviceModule:
+    global _DEVICE_MODULE
+    if _DEVICE_MODULE is None:
+        _DEVICE_MODULE = _CPUDeviceModule()
+    return _DEVICE_MODULE
+
+
+def _use_plain_gloo() -> None:
+    """Make ``gloo`` the default backend of verl's process-group helper. Must run before
+    ``verl.workers.engine_workers`` is imported (it binds the function by name); the plugin loads
+    while ``import verl`` runs, which is before."""
+    import verl.utils.distributed as dist_utils
+
+    original = dist_utils.initialize_global_process_group_ray
+    if getattr(original, "_medix_cpu", False):
+        return
+
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        return original(timeout_second=timeout_second, backend=backend or "gloo")
+
+    initialize_global_process_group_ray._medix_cpu = True
+    dist_utils.initialize_global_process_group_ray = initialize_global_process_group_ray
+    import sys
+
+    workers = sys.modules.get("verl.workers.engine_workers")
+    if workers is not None:  # imported before us: rebind there too
+        workers.initialize_global_process_group_ray = initialize_global_process_group_ray
+
+
+def _register_engines() -> None:
+    from verl.workers.engine.base import EngineRegistry
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
+
+    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+        for backend in ("fsdp", "fsdp2"):
+            if "cpu" not in EngineRegistry._engines.get(model_type, {}).get(backend, {}):
+                EngineRegistry.register(model_type=model_type, backend=backend, device="cpu")(cls)
+
+
+def _register_rollout() -> None:
+    from verl.workers.rollout import base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
+    RolloutReplicaRegistry.register(ROLLOUT_NAME, lambda: _replica_class())
+
+
+# ---------------------------------------------------------------------------------------------
+# rollout: a transformers generation server per replica, fed weights by the actor
+# ---------------------------------------------------------------------------------------------
+def server_actor_name(replica_rank: int) -> str:
+    return f"{ROLLOUT_NAME}_server_{replica_rank}"
+
+
+class HFGenerationServer:
+    """Ray actor that holds a transformers copy of the policy and generates token ids.
+
+    The methods are those verl's trainer and agent loop call on a rollout server; memory
+    management (sleep / wake up / kv cache) has nothing to do on the CPU.
+    """
+
+    def __init__(self, model_path: str, trust_remote_code: bool, rollout_config: dict, replica_rank: int):
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+        torch.set_num_threads(max(1, int(os.environ.get("MEDIX_CPU_ROLLOUT_THREADS", "1"))))
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        vision = hasattr(config, "vision_config")
+        loader = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        self.model = loader.from_pretrained(
+            model_path, dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
+        ).eval()
+        self.processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code) if vision else None
+        self.image_token_id = getattr(config, "image_token_id", None)
+        self.merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
+        self.config = rollout_config
+        self.replica_rank = replica_rank
+        self.global_steps: Optional[int] = None
+        self.weight_updates = 0
+        self._lock = asyncio.Lock()
+        self._aborting = False
+
+    # -- generation ------------------------------------------------------------------------
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        request_id: str,
+        image_data: Optional[list[Any]] = None,
+        video_data: Optional[list[Any]] = None,
+        audio_data: Optional[list[Any]] = None,
+        mm_processor_kwargs: Optional[dict[str, Any]] = None,
+        priority: int = 0,
+        **unused: Any,
+    ):
+        from verl.workers.rollout.replica import TokenOutput
+
+        if video_data or audio_data:
+            raise NotImplementedError(f"{ROLLOUT_NAME} rollout: video and audio inputs are not supported (request {request_id})")
+        params = dict(sampling_params)
+        prompt_len, response_len = self.config["prompt_length"], self.config["response_length"]
+        max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
+        if max_tokens is None:
+            max_tokens = min(response_len, prompt_len + response_len - len(prompt_ids))
+        max_tokens = max(1, int(max_tokens))
+        want_logprobs = bool(params.pop("logprobs", False))
+        async with self._lock:  # one generation at a time: the CPU is the bottleneck anyway
+            if self._aborting:
+                return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
+            token_ids, log_probs, stop = await asyncio.to_thread(
+                self._generate, list(prompt_ids), params, max_tokens, image_data, mm_processor_kwargs or {}, want_logprobs
+            )
+        return TokenOutput(
+            token_ids=token_ids,
+            log_probs=log_probs,
+            stop_reason=stop,
+            extra_fields={"global_steps": self.global_steps},
+        )
+
+    @torch.no_grad()
+    def _generate(self, prompt_ids, params, max_tokens, images, mm_kwargs, want_logprobs):
+        from transformers import GenerationConfig
+
+        inputs: dict[str, Any] = {"input_ids": torch.tensor([prompt_ids], dtype=torch.long)}
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if images:
+            if self.processor is None:
+                raise ValueError(f"{ROLLOUT_NAME} rollout: got images for a text-only model")
+            vision = self.processor.image_processor(images=images, return_tensors="pt", **mm_kwargs)
+            pads = sum(1 for t in prompt_ids if t == self.image_token_id)
+            expected = int(vision["image_grid_thw"].prod(dim=-1).sum()) // (self.merge**2)
+            if pads != expected:
+                raise ValueError(
+                    f"{ROLLOUT_NAME} rollout: the prompt has {pads} image tokens but its {len(images)} image(s) "
+                    f"make {expected} (grid {vision['image_grid_thw'].tolist()})"
+                )
+            inputs.update(vision)
+        temperature = float(params.get("temperature", 1.0) or 0.0)
+        top_k = int(params.get("top_k", -1) or -1)
+        sample = temperature > 0
+        gen = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=sample,
+            # vLLM's meaning: top_k <= 0 is no top-k (transformers' default would be 50)
+            temperature=temperature if sample else 1.0,
+            top_p=float(params.get("top_p", 1.0)) if sample else 1.0,
+            top_k=top_k if (sample and top_k > 0) else 0,
+            repetition_penalty=float(params.get("repetition_penalty", 1.0) or 1.0),
+            eos_token_id=self.model.generation_config.eos_token_id,
+            pad_token_id=self.model.generation_config.pad_token_id,
+            output_logits=want_logprobs,
+            return_dict_in_generate=True,
+        )
+        out = self.model.generate(**inputs, generation_config=gen)
+        new = out.sequences[0, len(prompt_ids):].tolist()
+        eos = gen.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        stop = "completed" if new and new[-1] in eos else "length"
+        log_probs = None
+        if want_logprobs:
+            # log-probabilities of the sampled tokens under the policy at this temperature, as the
+            # actor computes them (raw logits / temperature; top-p/top-k truncation not applied)
+            scale = temperature if sample else 1.0
+            log_probs = [
+                torch.log_softmax(step[0].float() / scale, dim=-1)[tok].item() for step, tok in zip(out.logits, new)
+            ]
+        return new, log_probs, stop
+
+    # -- weights ---------------------------------------------------------------------------
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> int:
+        """Load the actor's weights (HF names). Every parameter must arrive; unknown names are errors."""
+        own = self.model.state_dict()
+        unknown = sorted(set(named_tensors) - set(own))
+        if unknown:
+            raise KeyError(f"{ROLLOUT_NAME} rollout: the actor sent weights the rollout model lacks: {unknown[:5]}")
+        missing = sorted(
+            name for name in set(own) - set(named_tensors) if not _is_tied_copy(self.model, name)
+        )
+        if missing:
+            raise KeyError(f"{ROLLOUT_NAME} rollout: the actor did not send weights for: {missing[:5]}")
+        with torch.no_grad():
+            for name, tensor in named_tensors.items():
+                target = own[name]
+                if target.shape != tensor.shape:
+                    raise ValueError(f"{ROLLOUT_NAME} rollout: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)}")
+                target.copy_(tensor.to(target.dtype))
+        self.weight_updates += 1
+        if global_steps is not None:
+            self.global_steps = global_steps
+        return len(named_tensors)
+
+    def weight_checksum(self) -> float:
+        with torch.no_grad():
+            return float(sum(p.double().abs().sum() for p in self.model.parameters()))
+
+    def stats(self) -> dict:
+        return {"weight_updates": self.weight_updates, "global_steps": self.global_steps}
+
+    def set_global_steps(self, global_steps: int) -> None:
+        self.global_steps = global_steps
+
+    # -- lifecycle calls verl makes on every rollout server: nothing to free on the CPU -----
+    async def wake_up(self, tags: Optional[list[str]] = None) -> None:
+        pass
+
+    async def sleep(self) -> None:
+        pass
+
+    async def clear_kv_cache(self) -> None:
+        pass
+
+    async def release_kv_cache(self) -> None:
+        pass
+
+    async def resume_kv_cache(self) -> None:
+        pass
+
+    async def wait_for_requests_to_drain(self) -> None:
+        async with self._lock:
+            pass
+
+    async def abort_all_requests(self, reject_request: bool = False) -> dict:
+        self._aborting = True  # queued requests return "aborted"; the running one finishes
+        async with self._lock:
+            pass
+        return {"aborted_count": 0, "request_ids": []}
+
+    async def resume_generation(self) -> None:
+        self._aborting = False
+
+    async def start_profile(self, **kwargs) -> None:
+        pass
+
+    async def stop_profile(self) -> None:
+        pass
+
+
+def _is_tied_copy(model, name: str) -> bool:
+    """``lm_head.weight`` of a model with tied embeddings is the embedding matrix itself."""
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    keys = tied.keys() if isinstance(tied, dict) else tied
+    return getattr(model.config, "tie_word_embeddings", False) and name in set(keys)
+
+
+def _local_model_path(model_config) -> str:
+    local = getattr(model_config, "local_path", None) if not hasattr(model_config, "get") else model_config.get("local_path")
+    if local:
+        return local
+    from verl.utils.fs import copy_to_local
+
+    return copy_to_local(model_config.get("path") if hasattr(model_config, "get") else model_config.path)
+
+
+def _replica_class():
+    import ray
+    from verl.workers.rollout.replica import RolloutReplica
+
+    class HFCPUReplica(RolloutReplica):
+        """One :class:`HFGenerationServer` per replica, on the node of the replica's first worker."""
+
+        async def launch_servers(self):
+            node_id = await self.workers[0].__ray_call__.remote(lambda w: ray.get_runtime_context().get_node_id())
+            rollout = self.config
+            server = (
+                ray.remote(HFGenerationServer)
+                .options(
+                    name=server_actor_name(self.replica_rank),
+                    num_cpus=0,
+                    max_concurrency=self.max_concurrency,
+                    scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+                )
+                .remote(
+                    model_path=_local_model_path(self.model_config),
+                    trust_remote_code=bool(self.model_config.get("trust_remote_code", False)),
+                    rollout_config={"prompt_length": rollout.prompt_length, "response_length": rollout.response_length},
+                    replica_rank=self.replica_rank,
+                )
+            )
+            await server.stats.remote()  # surfaces load errors here, not at the first request
+            self.servers = [server]
+            self._server_handle = server
+            self._server_address = f"{ROLLOUT_NAME}://replica-{self.replica_rank}"
+
+    return HFCPUReplica
+
+
+def _adapter_base():
+    from verl.workers.rollout.base import BaseRollout
+
+    return BaseRollout
+
+
+class HFServerAdapter(_adapter_base()):
+    """Lives in the actor worker: hands the actor's weights to its replica's generation server."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
+        super().__init__(config, model_config, device_mesh)
+        rank = int(os.environ.get("RANK", "0"))
+        world = self.config.tensor_model_parallel_size * self.config.data_parallel_size * self.config.pipeline_model_parallel_size
+        self.replica_rank = rank // world if replica_rank == -1 else replica_rank
+        self.is_leader = rank % world == 0
+        self._server = None
+
+    def _handle(self):
+        import ray
+
+        if self._server is None:
+            self._server = ray.get_actor(server_actor_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]):
+        pass
+
+    async def release(self):
+        pass
+
+    @torch.no_grad()
+    async def update_weights(self, weights, global_steps: int = None, wire_format: str = "named_tensors", **kwargs):
+        if wire_format != "named_tensors":
+            raise NotImplementedError(f"{ROLLOUT_NAME} rollout takes full named tensors, not {wire_format!r}")
+        if kwargs.get("peft_config") is not None:
+            raise NotImplementedError(f"{ROLLOUT_NAME} rollout: LoRA adapters are not supported; use lora.merge=True")
+        # every rank must drain the generator (FSDP gathers are collective); the leader sends
+        named = {}
+        for name, tensor in weights:
+            tensor = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            if self.is_leader:
+                named[name] = tensor.detach().to("cpu", copy=True)
+        if self.is_leader:
+            await self._handle().update_weights.remote(named, global_steps)
