@@ -1,9 +1,28 @@
 """``verl.plugins`` entry point, loaded by every process that imports verl: registers the ``medix``
-reward manager and trainers, applies :mod:`medix_verl.compat`, and with ``VERL_PLATFORM=cpu``
-switches on :mod:`medix_verl.cpu_backend`."""
-from . import compat, cpu_backend
-from . import reward_manager  # noqa: F401
+reward manager and the ``medix`` trainer, applies :mod:`medix_verl.compat`, and with
+``VERL_PLATFORM=cpu`` switches on :mod:`medix_verl.cpu_backend`.
 
-compat.apply()
+verl swallows a plugin's import errors (it logs them at debug level), so each step here reports
+its own failure as a warning instead of leaving a half-registered package behind silently.
+"""
+import logging
+import warnings
+
+from . import compat, cpu_backend
+
+_log = logging.getLogger(__name__)
+
+
+def _step(name, fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - reported, then re-raised to verl's loader
+        warnings.warn(f"medix_verl plugin: {name} failed: {exc!r}", stacklevel=2)
+        raise
+
+
+_step("reward manager registration", lambda: __import__("medix_verl.reward_manager"))
+_step("verl compatibility fixes", compat.apply)
 if cpu_backend.requested():
-    cpu_backend.activate()
+    _step("CPU backend", cpu_backend.activate)
+_step("trainer registration", lambda: __import__("medix_verl.trainer", fromlist=["register"]).register())

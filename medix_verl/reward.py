@@ -103,6 +103,21 @@ class MedixScorer:
         extra_info: Mapping[str, Any] | None = None,
     ) -> dict[str, float]:
         """Score one response. Returns the six reward keys (and any custom parts)."""
+        result, _ = await self.score_detailed(
+            response, ground_truth, data_source=data_source, question=question, extra_info=extra_info
+        )
+        return result
+
+    async def score_detailed(
+        self,
+        response: str,
+        ground_truth: str,
+        *,
+        data_source: str | None = None,
+        question: str | None = None,
+        extra_info: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, float], PreparedSample]:
+        """:meth:`score`, and the prepared sample it scored (extracted answer, route, gate)."""
         sample = prepare(
             response, ground_truth, self.preset, data_source=data_source, question=question, extra_info=extra_info,
             max_answer_chars=self.settings.max_answer_chars,
@@ -120,7 +135,7 @@ class MedixScorer:
             gate_keys=self.preset.gate_keys,
         )
         self._account(result)
-        return result
+        return result, sample
 
     async def _judge(self, sample: PreparedSample) -> tuple[float, bool]:
         if self.judge is None:

@@ -72,7 +72,7 @@ class MedixRewardManager(RewardManagerBase):
                 f"{non_tensor.get('data_source')!r}); prepare data with data_prep.medix_rl_data"
             )
         extra_info = dict(non_tensor.get("extra_info") or {})
-        result = await self.scorer.score(
+        result, sample = await self.scorer.score_detailed(
             response,
             reward_model["ground_truth"],
             data_source=non_tensor.get("data_source"),
@@ -80,5 +80,6 @@ class MedixRewardManager(RewardManagerBase):
             extra_info=extra_info,
         )
         info = dict(result)
-        info["response_length"] = float(valid_length)
+        info["response_length"] = float(valid_length)  # tokens
+        info["answer_length"] = float(len(sample.answer))  # characters of the extracted answer
         return {"reward_score": result["score"], "reward_extra_info": info}

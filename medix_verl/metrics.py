@@ -1,0 +1,69 @@
+"""Per-part reward metrics for a training step, from the ``reward_extra_info`` verl keeps for
+every trajectory (what :class:`medix_verl.reward_manager.MedixRewardManager` returns).
+
+>>> infos = [
+...     {"score": 1.0, "accuracy_llm": 1.0, "accuracy_embed": 1.0, "format": 1.0, "modality": 1.0,
+...      "judge_error": 0.0, "answer_length": 12.0, "response_length": 40.0},
+...     {"score": 0.1, "accuracy_llm": 0.0, "accuracy_embed": 0.0, "format": 1.0, "modality": 0.0,
+...      "judge_error": 1.0, "answer_length": 4.0, "response_length": 20.0, "gate_hedged": 1.0},
+... ]
+>>> m = reward_part_metrics(infos)
+>>> m["reward/accuracy_llm/mean"], m["reward/judge_error_rate"], m["reward/answer_length/mean"]
+(0.5, 0.5, 8.0)
+>>> m["reward/gate_hedged/mean"]  # a key only some samples carry counts 0 where absent
+0.5
+>>> m["reward/samples"]
+2
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+PREFIX = "reward"
+#: logged as a rate, not a mean (same number, clearer name)
+RATE_KEYS = {"judge_error": "judge_error_rate"}
+#: keys that are flags carried by some samples only (0 where absent)
+FLAG_PREFIXES = ("gate_",)
+
+
+def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean of every numeric reward part over ``infos`` (one dict per trajectory), plus
+    min/max of the score and the judge error rate. Non-numeric values are ignored."""
+    infos = [i for i in infos if isinstance(i, Mapping)]
+    if not infos:
+        return {}
+    keys: dict[str, None] = {}
+    for info in infos:
+        for key, value in info.items():
+            if _number(value) is not None:
+                keys.setdefault(key, None)
+    out: dict[str, float] = {f"{PREFIX}/samples": len(infos)}
+    for key in keys:
+        values = [_number(i.get(key)) for i in infos]
+        if key.startswith(FLAG_PREFIXES):
+            values = [0.0 if v is None else v for v in values]
+        values = [v for v in values if v is not None]
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        if key in RATE_KEYS:
+            out[f"{PREFIX}/{RATE_KEYS[key]}"] = mean
+        else:
+            out[f"{PREFIX}/{key}/mean"] = mean
+        if key == "score":
+            out[f"{PREFIX}/score/min"] = min(values)
+            out[f"{PREFIX}/score/max"] = max(values)
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if hasattr(value, "shape") and getattr(value, "shape", ()) not in ((), (1,)):
+        return None
+    return number if math.isfinite(number) else None

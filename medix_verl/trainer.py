@@ -1,0 +1,176 @@
+"""The ``medix`` trainer: verl 0.9.1's synchronous v1 PPO trainer plus two things MediX-R1 needs,
+added through verl's trainer registry (``trainer.v1.trainer_mode=medix``), without forking verl.
+
+1. Per-part reward metrics at every training step. verl logs only the total score while training
+   (its issue #2115); this logs the mean of every part of the composite (``reward/score/mean``,
+   ``reward/accuracy_llm/mean``, ``reward/accuracy_embed/mean``, ``reward/format/mean``,
+   ``reward/modality/mean``, custom parts, the robust gates' ``reward/gate_*/mean``), the judge
+   error rate (``reward/judge_error_rate``) and the mean answer and response lengths, to every
+   ``trainer.logger`` backend.
+
+2. The release's DAPO group rule. verl's ``algorithm.filter_groups`` drops a group when all its
+   scores are equal; the release keeps a group only if its mean score lies strictly between 0.01
+   and 0.99, and gives up after 20 generation batches. With
+   ``trainer.v1.medix.group_filter.rule=mean_band`` (and ``algorithm.filter_groups.enable=true``,
+   ``metric=score``) the replay buffer applies that rule instead; ``rule=verl`` keeps verl's.
+
+    trainer.v1.medix.group_filter: {rule: mean_band, low: 0.01, high: 0.99, max_tries: 20}
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from .metrics import reward_part_metrics
+
+logger = logging.getLogger(__name__)
+
+TRAINER_NAME = "medix"
+RULES = ("verl", "mean_band")
+
+
+def group_filter_settings(config) -> dict:
+    """``trainer.v1.medix.group_filter`` with defaults, validated."""
+    medix = (config.trainer.v1.get(TRAINER_NAME) or {}) if config is not None else {}
+    raw = dict(medix.get("group_filter") or {})
+    unknown = set(raw) - {"rule", "low", "high", "max_tries"}
+    if unknown:
+        raise ValueError(f"trainer.v1.medix.group_filter: unknown keys {sorted(unknown)}")
+    out = {"rule": raw.get("rule", "verl"), "low": float(raw.get("low", 0.01)), "high": float(raw.get("high", 0.99)),
+           "max_tries": int(raw.get("max_tries", 20))}
+    if out["rule"] not in RULES:
+        raise ValueError(f"trainer.v1.medix.group_filter.rule must be one of {RULES}, got {out['rule']!r}")
+    if not out["low"] < out["high"]:
+        raise ValueError(f"trainer.v1.medix.group_filter: low ({out['low']}) must be below high ({out['high']})")
+    if out["max_tries"] < 1:
+        raise ValueError("trainer.v1.medix.group_filter.max_tries must be >= 1")
+    return out
+
+
+def keep_group(values, low: float, high: float) -> bool:
+    """The release's rule: keep a group iff ``low < mean(values) < high``.
+
+    >>> keep_group([0.0, 0.0, 1.0], 0.01, 0.99), keep_group([1.0, 1.0], 0.01, 0.99), keep_group([0.0, 0.005], 0.01, 0.99)
+    (True, False, False)
+    """
+    mean = float(np.mean(values))
+    return low < mean < high
+
+
+def _extra_infos(keys, partition_id):
+    import transfer_queue as tq
+
+    if not keys:
+        return []
+    data = tq.kv_batch_get(keys=list(keys), partition_id=partition_id, select_fields=["extra_fields"])
+    infos = []
+    for value in data["extra_fields"]:
+        fields = getattr(value, "data", value)
+        infos.append(fields.get("reward_extra_info", {}) if isinstance(fields, dict) else {})
+    return infos
+
+
+def _build_classes():
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+    from verl.trainer.ppo.v1.trainer_base import register_trainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    class MeanBandReplayBuffer(ReplayBuffer):
+        """verl's synchronous replay buffer with the release's DAPO group rule."""
+
+        def __init__(self, *args, band: dict, prompts_per_try: int, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.band = band
+            self.filter_budget = band["max_tries"] * prompts_per_try
+            self._filtered_this_step = 0
+            self.gave_up_steps = 0
+
+        def sample(self, global_steps, partition_id, batch_size):
+            self._filtered_this_step = 0
+            batch, metrics = super().sample(global_steps, partition_id, batch_size)
+            if partition_id != "val":
+                prefix = self._metrics_prefix(partition_id)
+                metrics[f"{prefix}/filter_groups/mean_band_filtered_groups"] = self._filtered_this_step
+                metrics[f"{prefix}/filter_groups/mean_band_gave_up"] = float(
+                    self._filtered_this_step >= self.filter_budget
+                )
+            return batch, metrics
+
+        def _dapo_filtered_keys(self, partition_id):
+            if partition_id == "val" or self.filter_groups_metric is None:
+                return set(), Counter()
+            cache = self._dapo_classification_cache[partition_id]
+            finished = self.finished_keys[partition_id]
+            for uid in list(cache.keys() - finished):
+                del cache[uid]
+            new = finished - cache.keys()
+            if new and self._filtered_this_step >= self.filter_budget:
+                # the release gives up after max_tries generation batches: keep what comes now
+                for uid in new:
+                    cache[uid] = None
+                new = set()
+            keys = [key for key in self.partitions[partition_id] if key.split("_")[0] in new]
+            values = defaultdict(list)
+            for key, info in zip(keys, _extra_infos(keys, partition_id), strict=True):
+                metric = self.filter_groups_metric
+                if metric not in info:
+                    raise RuntimeError(
+                        f"trajectory {key} has no reward metric {metric!r} for the mean-band group filter "
+                        f"(its reward_extra_info keys: {sorted(info)})"
+                    )
+                values[key.split("_")[0]].append(float(info[metric]))
+            for uid in new:
+                if not values[uid]:
+                    raise RuntimeError(f"finished group {uid} has no trajectories to filter on")
+                mean = float(np.mean(values[uid]))
+                filtered = not keep_group(values[uid], self.band["low"], self.band["high"])
+                cache[uid] = round(mean, 4) if filtered else None
+                self._filtered_this_step += int(filtered)
+            dropped = {uid: v for uid, v in cache.items() if v is not None}
+            return set(dropped), Counter(dropped.values())
+
+    @register_trainer(TRAINER_NAME)
+    class MedixTrainer(PPOTrainerSync):
+        """verl's synchronous v1 trainer with per-part reward metrics and the release's group rule."""
+
+        def _build_replay_buffer(self):
+            self.trainer_mode = "sync"  # everything else behaves exactly as verl's sync trainer
+            band = group_filter_settings(self.config)
+            buffer = super()._build_replay_buffer()
+            if band["rule"] != "mean_band":
+                return buffer
+            if buffer.filter_groups_metric is None:
+                raise ValueError(
+                    "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true "
+                    "and algorithm.filter_groups.metric=score"
+                )
+            prompts_per_try = int(self.config.data.get("gen_batch_size") or self.config.data.train_batch_size)
+            return MeanBandReplayBuffer(
+                trainer_mode=buffer.trainer_mode, trainer_config=buffer.trainer_config,
+                max_off_policy_threshold=buffer.max_off_policy_threshold,
+                max_off_policy_strategy=buffer.max_off_policy_strategy, sampler_kwargs=buffer.sampler_kwargs,
+                refill_fn=buffer.refill_fn, filter_groups_metric=buffer.filter_groups_metric,
+                sync_refill_failed_groups=buffer.sync_refill_failed_groups, train_batch_size=buffer.train_batch_size,
+                gen_batch_size=buffer.gen_batch_size, max_inflight_gen_batches=buffer.max_inflight_gen_batches,
+                band=band, prompts_per_try=prompts_per_try,
+            )
+
+        def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
+            super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
+            keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
+            metrics.update(reward_part_metrics(_extra_infos(keys, batch.partition_id)))
+
+    return MedixTrainer, MeanBandReplayBuffer
+
+
+_classes = None
+
+
+def register():
+    """Register the ``medix`` trainer with verl (idempotent); returns (trainer, replay buffer) classes."""
+    global _classes
+    if _classes is None:
+        _classes = _build_classes()
+    return _classes
