@@ -65,6 +65,16 @@ def main(argv=None) -> int:
     if bad:
         print("medix_verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 2
+    from .trainer import TRAINER_NAME, group_filter_settings
+
+    try:
+        if cfg.trainer.v1.trainer_mode == TRAINER_NAME:
+            band = group_filter_settings(cfg)
+            if band["rule"] == "mean_band" and not cfg.algorithm.filter_groups.get("enable", False):
+                raise ValueError("trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true")
+    except ValueError as exc:
+        print(f"medix_verl.compose: {exc}", file=sys.stderr)
+        return 2
     print(OmegaConf.to_yaml(cfg, resolve=False))
     return 0
 

@@ -275,6 +275,7 @@ class HFGenerationServer:
         self.weight_updates = 0
         self._lock = asyncio.Lock()
         self._aborting = False
+        self._reported_images = False
 
     # -- generation ------------------------------------------------------------------------
     async def generate(
@@ -331,6 +332,10 @@ class HFGenerationServer:
                     f"make {expected} (grid {vision['image_grid_thw'].tolist()})"
                 )
             inputs.update(vision)
+            if not self._reported_images:
+                self._reported_images = True
+                print(f"{ROLLOUT_NAME} rollout replica {self.replica_rank}: first request with images: {len(images)} image(s), "
+                      f"grid {vision['image_grid_thw'].tolist()}, {pads} image tokens", flush=True)
         temperature = float(params.get("temperature", 1.0) or 0.0)
         top_k = int(params.get("top_k", -1) or -1)
         sample = temperature > 0

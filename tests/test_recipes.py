@@ -63,7 +63,10 @@ def test_qwen3vl_dapo(size, model):
     a = check_shared(cfg)
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.28) and a["use_kl_loss"] is False
     assert cfg["data"]["gen_batch_size"] == 128
-    assert cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["max_num_gen_batches"] == 20
+    assert cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["metric"] == "score"
+    band = cfg["trainer"]["v1"]["medix"]["group_filter"]
+    assert band == {"rule": "mean_band", "low": 0.01, "high": 0.99, "max_tries": 20}
+    assert cfg["trainer"]["v1"]["trainer_mode"] == "medix"
     assert cfg["actor_rollout_ref"]["model"]["path"] == model
     assert cfg["trainer"]["experiment_name"] == f"medix_r1_qwen3vl_{size}_dapo"
 
@@ -87,6 +90,12 @@ def test_dry_run_rejects_unknown_and_ignored_keys():
     assert proc.returncode == 2 and "custom_reward_function.path (use reward.custom_reward_function)" in proc.stderr
     proc = run("medix_r1_qwen_7b.sh", None, "reward_model.reward_manager=naive")
     assert proc.returncode == 2 and "reward_model.reward_manager" in proc.stderr
+    proc = run("medix_r1_qwen3vl_dapo.sh", None, "trainer.v1.medix.group_filter.rule=mean")
+    assert proc.returncode == 2 and "group_filter.rule must be one of" in proc.stderr
+    proc = run("medix_r1_qwen_7b.sh", None, "trainer.v1.medix.group_filter.rule=mean_band")
+    assert proc.returncode == 2 and "needs algorithm.filter_groups.enable=true" in proc.stderr
+    proc = run("medix_r1_qwen3vl_dapo.sh", {"GROUP_FILTER": "verl"})
+    assert proc.returncode == 0 and "rule: verl" in proc.stdout
 
 
 def test_real_run_without_gpus_stops_with_a_message():

