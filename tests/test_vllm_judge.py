@@ -34,10 +34,8 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def vllm_judge(tmp_path_factory):
-    from medix_verl.tiny import build_smollm2_judge
-
-    model_dir = build_smollm2_judge(tmp_path_factory.mktemp("smollm2"))
+def vllm_judge(smollm2_dir, tmp_path_factory):
+    model_dir = smollm2_dir
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

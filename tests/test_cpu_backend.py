@@ -1,0 +1,100 @@
+"""The CPU backend's rollout server on its own (the full loop runs in test_tiny_cpu_run.py):
+generation with images through the real Qwen2.5-VL processor, log-probabilities that match the
+actor's, and weight updates that are strict about names and shapes."""
+import asyncio
+
+import pytest
+import torch
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def server(tiny_vl):
+    from medix_verl.cpu_backend import HFGenerationServer
+
+    return HFGenerationServer(str(tiny_vl), False, {"prompt_length": 512, "response_length": 12}, replica_rank=0)
+
+
+@pytest.fixture(scope="module")
+def prompt(tiny_vl):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(tiny_vl))
+    image = Image.new("RGB", (112, 84), (120, 30, 200))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which organ?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    ids = processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
+    return ids, image
+
+
+def generate(server, ids, image, **params):
+    sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, **params}
+    return asyncio.run(server.generate(prompt_ids=ids, sampling_params=sampling, request_id="t", image_data=[image]))
+
+
+def test_generates_with_images_and_returns_the_policys_log_probs(server, prompt):
+    ids, image = prompt
+    torch.manual_seed(0)
+    out = generate(server, ids, image)
+    assert 1 <= len(out.token_ids) <= 12 and len(out.log_probs) == len(out.token_ids)
+    assert out.stop_reason in ("completed", "length")
+    # the actor recomputes log-probs with a forward pass over prompt + response: they must agree
+    # (that is what lets the CPU config use the rollout's log-probs as the old ones)
+    vision = server.processor.image_processor(images=[image], return_tensors="pt")
+    full = torch.tensor([ids + out.token_ids])
+    with torch.no_grad():
+        logits = server.model(input_ids=full, attention_mask=torch.ones_like(full), **vision).logits[0]
+    start = len(ids)
+    ref = torch.log_softmax(logits[start - 1 : start - 1 + len(out.token_ids)].float(), dim=-1)
+    ref = ref.gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
+    assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-4)
+
+
+def test_greedy_is_deterministic_and_top_k_minus_one_means_no_top_k(server, prompt):
+    ids, image = prompt
+    a = generate(server, ids, image, temperature=0.0)
+    b = generate(server, ids, image, temperature=0.0)
+    assert a.token_ids == b.token_ids
+    # with top_k=-1 sampling must reach tokens outside the 50 most likely (transformers' default
+    # top_k=50 would make the log-probs of a random tiny model about log(1/50))
+    torch.manual_seed(1)
+    out = generate(server, ids, image)
+    assert min(out.log_probs) < -5.0
+
+
+def test_image_token_count_mismatch_is_an_error(server, prompt):
+    ids, image = prompt
+    pad = server.image_token_id
+    fewer = [t for i, t in enumerate(ids) if not (t == pad and i == ids.index(pad))]
+    with pytest.raises(ValueError, match=r"prompt has \d+ image tokens but its 1 image\(s\) make \d+"):
+        generate(server, fewer, image)
+
+
+def test_weight_updates_are_applied_and_strict(server):
+    state = {k: v.clone() for k, v in server.model.state_dict().items()}
+    name = next(k for k in state if k.endswith("mlp.down_proj.weight"))
+    before = server.weight_checksum()
+    sent = {k: v for k, v in state.items()}
+    sent[name] = state[name] + 1.0
+    tied = [k for k in state if k == "lm_head.weight"]
+    for k in tied:  # the tied head is the embedding itself: it may be left out
+        sent.pop(k)
+    assert server.update_weights(sent, global_steps=3) == len(sent)
+    assert torch.equal(server.model.state_dict()[name], state[name] + 1.0)
+    assert server.weight_checksum() != before and server.stats() == {"weight_updates": 1, "global_steps": 3}
+    with pytest.raises(KeyError, match="lacks: \\['model.not_a_weight'\\]"):
+        server.update_weights({**sent, "model.not_a_weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="did not send weights for"):
+        server.update_weights({k: v for k, v in sent.items() if k != name})
+    with pytest.raises(ValueError, match=f"{name} has shape"):
+        server.update_weights({**sent, name: torch.zeros(3, 3)})
+    server.update_weights(state)  # restore for other tests
+
+
+def test_cpu_platform_is_opt_in(monkeypatch):
+    from medix_verl import cpu_backend
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    assert not cpu_backend.requested()
+    monkeypatch.setenv("VERL_PLATFORM", "CPU")
+    assert cpu_backend.requested()
