@@ -70,6 +70,9 @@ def test_load_reward_manager_and_run_single(manager, qwen_tok, minilm_path):
     assert third["format"] == 0.0 and third["modality"] == 0.0
     if manager.startswith("medix"):
         assert first["response_length"] == len(tok.encode(ROWS[0]["response"])) + 1
+        # characters of the extracted answer: the <answer> block, else the whole (normalised) text
+        assert (first["answer_length"], second["answer_length"], third["answer_length"]) == (
+            len("Pneumothorax"), len("right pleural effusion"), len("no format at all"))
         assert judge.received == 2  # exact match needs no call; row 3's whole-text answer goes to the judge
     rm = type(mgr).assemble_rm_scores(data, [o["reward_score"] for o in outs])
     assert rm.shape == data.batch["responses"].shape
