@@ -11,7 +11,13 @@
 # cluster instead of starting its own. Every node needs the same environment (this repo installed,
 # model and data paths reachable under the same names, e.g. a shared filesystem).
 # Environment: RAY_PORT [6379], GPUS_PER_NODE [8], NNODES [1], WAIT_S [600], PYTHON [python3].
+#
+# Authentication: Ray >= 2.59 protects clusters with a token. These commands use RAY_AUTH_MODE=token
+# on every node; `head` creates the token (~/.ray/auth_token) if there is none. Other nodes need the
+# same token: a shared home directory, or RAY_AUTH_TOKEN exported on every node
+# (`python -m ray.scripts.scripts get-auth-token` prints it).
 set -euo pipefail
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 RAY_PORT=${RAY_PORT:-6379}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 NNODES=${NNODES:-1}
@@ -19,12 +25,13 @@ WAIT_S=${WAIT_S:-600}
 PY=${PYTHON:-python3}
 RAY=("$PY" -m ray.scripts.scripts)
 
-usage() { sed -n '2,14p' "$0" >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" >&2; exit 2; }
 node_ip() { hostname -I 2>/dev/null | awk '{print $1}' || hostname; }
 
 cmd=${1:-}; shift || true
 case "$cmd" in
   head)
+    [ "$RAY_AUTH_MODE" != token ] || [ -n "${RAY_AUTH_TOKEN:-}" ] || "${RAY[@]}" get-auth-token --generate >/dev/null
     "${RAY[@]}" start --head --port="$RAY_PORT" --num-gpus="$GPUS_PER_NODE" --node-ip-address="$(node_ip)" \
       --dashboard-host=0.0.0.0 --disable-usage-stats "$@"
     echo "head is up; on every other node: bash recipes/ray_cluster.sh worker $(node_ip):$RAY_PORT"
@@ -32,6 +39,11 @@ case "$cmd" in
   worker)
     [ $# -ge 1 ] || usage
     addr=$1; shift
+    if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}${RAY_AUTH_TOKEN_PATH:-}" ] && [ ! -s "$HOME/.ray/auth_token" ]; then
+      echo "no Ray auth token on this node: export RAY_AUTH_TOKEN=<the head's token> (on the head:" \
+        "python -m ray.scripts.scripts get-auth-token), or share ~/.ray/auth_token" >&2
+      exit 2
+    fi
     "${RAY[@]}" start --address="$addr" --num-gpus="$GPUS_PER_NODE" --node-ip-address="$(node_ip)" \
       --disable-usage-stats "$@"
     ;;
@@ -41,10 +53,10 @@ case "$cmd" in
     [ -f "$recipe" ] || { echo "no such recipe: $recipe" >&2; exit 2; }
     export RAY_ADDRESS=${RAY_ADDRESS:-127.0.0.1:$RAY_PORT}
     "$PY" - "$NNODES" "$GPUS_PER_NODE" "$WAIT_S" <<'PYEOF'
-import sys, time
+import os, sys, time
 import ray
 nnodes, gpus, wait_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-ray.init(address="auto", logging_level="ERROR")
+ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR")
 deadline = time.time() + wait_s
 while True:
     alive = [n for n in ray.nodes() if n["Alive"]]
