@@ -19,14 +19,12 @@ runs one request at a time with ``model.generate``. It changes nothing unless ``
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from contextlib import contextmanager
 from typing import Any, Optional
 
 import torch
-
-logger = logging.getLogger(__name__)
+from verl.workers.rollout.base import BaseRollout
 
 ROLLOUT_NAME = "hf_cpu"
 _activated = False
@@ -485,13 +483,7 @@ def _replica_class():
     return HFCPUReplica
 
 
-def _adapter_base():
-    from verl.workers.rollout.base import BaseRollout
-
-    return BaseRollout
-
-
-class HFServerAdapter(_adapter_base()):
+class HFServerAdapter(BaseRollout):
     """Lives in the actor worker: hands the actor's weights to its replica's generation server."""
 
     def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):

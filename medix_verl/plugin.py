@@ -5,12 +5,9 @@ reward manager and the ``medix`` trainer, applies :mod:`medix_verl.compat`, and 
 verl swallows a plugin's import errors (it logs them at debug level), so each step here reports
 its own failure as a warning instead of leaving a half-registered package behind silently.
 """
-import logging
 import warnings
 
 from . import compat, cpu_backend
-
-_log = logging.getLogger(__name__)
 
 
 def _step(name, fn):
@@ -21,8 +18,18 @@ def _step(name, fn):
         raise
 
 
-_step("reward manager registration", lambda: __import__("medix_verl.reward_manager"))
+def _register_reward_manager():
+    from . import reward_manager  # noqa: F401  (registers "medix" on import)
+
+
+def _register_trainer():
+    from .trainer import register
+
+    register()
+
+
+_step("reward manager registration", _register_reward_manager)
 _step("verl compatibility fixes", compat.apply)
 if cpu_backend.requested():
     _step("CPU backend", cpu_backend.activate)
-_step("trainer registration", lambda: __import__("medix_verl.trainer", fromlist=["register"]).register())
+_step("trainer registration", _register_trainer)

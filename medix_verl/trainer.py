@@ -18,14 +18,11 @@ added through verl's trainer registry (``trainer.v1.trainer_mode=medix``), witho
 """
 from __future__ import annotations
 
-import logging
 from collections import Counter, defaultdict
 
 import numpy as np
 
 from .metrics import reward_part_metrics
-
-logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "medix"
 RULES = ("verl", "mean_band")
@@ -138,6 +135,8 @@ def _build_classes():
         def _build_replay_buffer(self):
             self.trainer_mode = "sync"  # everything else behaves exactly as verl's sync trainer
             band = group_filter_settings(self.config)
+            # verl's builder resolves every argument (DAPO metric, batch sizes, refill); the band
+            # rule rebuilds the buffer as our subclass with the same arguments
             buffer = super()._build_replay_buffer()
             if band["rule"] != "mean_band":
                 return buffer
