@@ -63,7 +63,7 @@ def _register_platform() -> None:
 
         @property
         def device_module(self):
-            return _cpu_device_module()
+            return CPU_DEVICE
 
         def is_available(self) -> bool:
             return True
@@ -71,30 +71,30 @@ def _register_platform() -> None:
         def is_platform_available(self, use_smi_check=False) -> bool:
             return requested()  # never auto-detected: only on request
 
+        # device calls: the answers live once, in the device module verl also uses directly
         def current_device(self) -> str:
-            # verl passes it straight to .to(device=...) / torch.device(...)
-            return "cpu"
+            return CPU_DEVICE.current_device()
 
         def device_count(self) -> int:
-            return 1
+            return CPU_DEVICE.device_count()
 
         def set_device(self, device_index: int) -> None:
-            pass
+            CPU_DEVICE.set_device(device_index)
 
         def synchronize(self, device_index: Optional[int] = None) -> None:
-            pass
+            CPU_DEVICE.synchronize()
 
         def manual_seed(self, seed: int) -> None:
-            torch.manual_seed(seed)
+            CPU_DEVICE.manual_seed(seed)
 
         def manual_seed_all(self, seed: int) -> None:
-            torch.manual_seed(seed)
+            CPU_DEVICE.manual_seed_all(seed)
 
         def set_allocator_settings(self, settings: str) -> None:
             pass
 
         def empty_cache(self) -> None:
-            pass
+            CPU_DEVICE.empty_cache()
 
         def get_device_capability(self, device_index: int = 0):
             return None, None
@@ -127,8 +127,6 @@ def _register_platform() -> None:
 
         def cudart(self):
             return None
-
-    globals()["PlatformCPU"] = PlatformCPU
 
 
 class _CPUDeviceModule:
@@ -165,6 +163,7 @@ class _CPUDeviceModule:
         pass
 
     def current_device(self) -> str:
+        # verl passes it straight to .to(device=...) / torch.device(...)
         return "cpu"
 
     def device_count(self) -> int:
@@ -190,14 +189,7 @@ class _CPUDeviceModule:
         return platform.processor() or "cpu"
 
 
-_DEVICE_MODULE = None
-
-
-def _cpu_device_module() -> _CPUDeviceModule:
-    global _DEVICE_MODULE
-    if _DEVICE_MODULE is None:
-        _DEVICE_MODULE = _CPUDeviceModule()
-    return _DEVICE_MODULE
+CPU_DEVICE = _CPUDeviceModule()
 
 
 def _use_plain_gloo() -> None:

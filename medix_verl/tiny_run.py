@@ -189,7 +189,7 @@ def run(args, extra: list[str]) -> int:
                 if _STEP_LINE.search(line):
                     show = {k: v for k, v in parse_step_metrics([line])[0].items() if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")}
                     log("metrics " + json.dumps(show))
-                elif "Traceback" in line or "Error" in line and "UserWarning" not in line:
+                elif "Traceback" in line or ("Error" in line and "UserWarning" not in line):
                     sys.stdout.write(line)
             rc = proc.wait()
     finally:
