@@ -261,6 +261,8 @@ class HFGenerationServer:
         self.merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
         self.config = rollout_config
         self.replica_rank = replica_rank
+        # like vLLM's engine seed: the same config samples the same responses on the same machine
+        torch.manual_seed(int(rollout_config.get("seed", 0)) + replica_rank)
         self.global_steps: Optional[int] = None
         self.weight_updates = 0
         self._lock = asyncio.Lock()
@@ -322,6 +324,13 @@ class HFGenerationServer:
                     f"make {expected} (grid {vision['image_grid_thw'].tolist()})"
                 )
             inputs.update(vision)
+            if hasattr(self.processor, "create_mm_token_type_ids"):
+                # transformers >= 5.3 builds Qwen-VL's 3D (M-RoPE) positions only from these type
+                # ids; without them it silently falls back to 1D text positions, and the rollout
+                # would sample from a different model than the actor trains (verl's agent loop
+                # builds the same ids for the actor's position ids)
+                types = self.processor.create_mm_token_type_ids([prompt_ids])
+                inputs["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
             if not self._reported_images:
                 self._reported_images = True
                 print(f"{ROLLOUT_NAME} rollout replica {self.replica_rank}: first request with images: {len(images)} image(s), "
@@ -463,7 +472,8 @@ def _replica_class():
                 .remote(
                     model_path=_local_model_path(self.model_config),
                     trust_remote_code=bool(self.model_config.get("trust_remote_code", False)),
-                    rollout_config={"prompt_length": rollout.prompt_length, "response_length": rollout.response_length},
+                    rollout_config={"prompt_length": rollout.prompt_length, "response_length": rollout.response_length,
+                                    "seed": getattr(rollout, "seed", 0)},
                     replica_rank=self.replica_rank,
                 )
             )

@@ -32,22 +32,41 @@ def generate(server, ids, image, **params):
     return asyncio.run(server.generate(prompt_ids=ids, sampling_params=sampling, request_id="t", image_data=[image]))
 
 
-def test_generates_with_images_and_returns_the_policys_log_probs(server, prompt):
+def actor_log_probs(model_dir, model, ids, response, image):
+    """Log-probs of ``response`` as verl's actor computes them: the processor verl loads (with the
+    model's ``get_rope_index`` bound to it), the M-RoPE position ids of verl's agent loop
+    (``AgentLoopWorker._compute_position_ids``, text row + 3 vision rows) and one forward pass."""
+    from types import SimpleNamespace
+
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.utils import hf_processor
+
+    processor = hf_processor(str(model_dir))
+    full = torch.tensor([ids + response])
+    mask = torch.ones_like(full)
+    mm = dict(processor.image_processor(images=[image], return_tensors="pt"))
+    mm["mm_token_type_ids"] = torch.zeros_like(full)  # verl rebuilds it from the token ids
+    pixel_values, grid = mm["pixel_values"], mm["image_grid_thw"]
+    position_ids = AgentLoopWorker._compute_position_ids(SimpleNamespace(processor=processor), full, mask, mm)
+    with torch.no_grad():
+        logits = model(input_ids=full, attention_mask=mask, position_ids=position_ids.transpose(0, 1),
+                       pixel_values=pixel_values, image_grid_thw=grid).logits[0]
+    start = len(ids)
+    ref = torch.log_softmax(logits[start - 1 : start - 1 + len(response)].float(), dim=-1)
+    return ref.gather(-1, torch.tensor(response)[:, None])[:, 0]
+
+
+def test_generates_with_images_and_returns_the_policys_log_probs(server, prompt, tiny_vl):
     ids, image = prompt
     torch.manual_seed(0)
     out = generate(server, ids, image)
     assert 1 <= len(out.token_ids) <= 12 and len(out.log_probs) == len(out.token_ids)
     assert out.stop_reason in ("completed", "length")
-    # the actor recomputes log-probs with a forward pass over prompt + response: they must agree
-    # (that is what lets the CPU config use the rollout's log-probs as the old ones)
-    vision = server.processor.image_processor(images=[image], return_tensors="pt")
-    full = torch.tensor([ids + out.token_ids])
-    with torch.no_grad():
-        logits = server.model(input_ids=full, attention_mask=torch.ones_like(full), **vision).logits[0]
-    start = len(ids)
-    ref = torch.log_softmax(logits[start - 1 : start - 1 + len(out.token_ids)].float(), dim=-1)
-    ref = ref.gather(-1, torch.tensor(out.token_ids)[:, None])[:, 0]
-    assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-4)
+    # the actor recomputes log-probs over prompt + response with verl's 3D (M-RoPE) positions:
+    # they must agree (that is what lets the CPU config use the rollout's log-probs as the old
+    # ones, and what makes the rollout sample from the policy being trained)
+    ref = actor_log_probs(tiny_vl, server.model, ids, out.token_ids, image)
+    assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-4), (out.log_probs, ref.tolist())
 
 
 def test_greedy_is_deterministic_and_top_k_minus_one_means_no_top_k(server, prompt):
