@@ -14,6 +14,12 @@ every trajectory (what :class:`medix_verl.reward_manager.MedixRewardManager` ret
 0.5
 >>> m["reward/samples"]
 2
+
+How many prompt groups carry a GRPO signal (a group whose responses all scored the same has zero
+advantage and contributes no policy gradient):
+
+>>> group_spread_metrics({"a": [0.5, 0.5, 0.5], "b": [0.1, 0.9, 0.1], "c": [1.0]})
+{'reward/groups': 3, 'reward/flat_group_ratio': 0.6666666666666666}
 """
 from __future__ import annotations
 
@@ -36,11 +42,11 @@ def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     keys: dict[str, None] = {}
     for info in infos:
         for key, value in info.items():
-            if _number(value) is not None:
+            if as_number(value) is not None:
                 keys.setdefault(key, None)
     out: dict[str, float] = {f"{PREFIX}/samples": len(infos)}
     for key in keys:
-        values = [_number(i.get(key)) for i in infos]
+        values = [as_number(i.get(key)) for i in infos]
         if key.startswith(FLAG_PREFIXES):
             values = [0.0 if v is None else v for v in values]
         values = [v for v in values if v is not None]
@@ -57,7 +63,18 @@ def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _number(value: Any) -> float | None:
+def group_spread_metrics(scores_by_group: Mapping[str, list[float]], tol: float = 1e-6) -> dict[str, float]:
+    """``reward/flat_group_ratio``: the share of prompt groups whose scores are all equal (within
+    ``tol``), i.e. groups with no GRPO advantage; ``reward/groups``: how many groups."""
+    groups = [list(v) for v in scores_by_group.values() if len(v)]
+    if not groups:
+        return {}
+    flat = sum(1 for v in groups if max(v) - min(v) <= tol)
+    return {f"{PREFIX}/groups": len(groups), f"{PREFIX}/flat_group_ratio": flat / len(groups)}
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (non-numeric, non-scalar, NaN or infinite)."""
     if isinstance(value, bool):
         return float(value)
     try:

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .metrics import reward_part_metrics
+from .metrics import as_number, group_spread_metrics, reward_part_metrics
 
 TRAINER_NAME = "medix"
 RULES = ("verl", "mean_band")
@@ -159,7 +159,13 @@ def _build_classes():
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
             keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
-            metrics.update(reward_part_metrics(_extra_infos(keys, batch.partition_id)))
+            infos = _extra_infos(keys, batch.partition_id)
+            metrics.update(reward_part_metrics(infos))
+            scores = defaultdict(list)  # trajectory keys are "<group uid>_<sample>_<turn>"
+            for key, info in zip(keys, infos, strict=True):
+                if as_number(info.get("score")) is not None:
+                    scores[key.split("_")[0]].append(as_number(info["score"]))
+            metrics.update(group_spread_metrics(scores))
 
     return MedixTrainer, MeanBandReplayBuffer
 
