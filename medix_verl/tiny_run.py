@@ -33,7 +33,7 @@ from .metrics import PREFIX
 
 CONFIG_DIR = Path(__file__).parent / "config"
 PART_KEYS = [f"{PREFIX}/{k}/mean" for k in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length")] + [
-    f"{PREFIX}/judge_error_rate"
+    f"{PREFIX}/judge_error_rate", f"{PREFIX}/flat_group_ratio"
 ]
 _STEP_LINE = re.compile(r"\bstep:(\d+) - (.*)$")
 
@@ -228,16 +228,16 @@ def run(args, extra: list[str]) -> int:
             if change["changed"] == 0:
                 summary["problems"].append("the trained weights equal the starting ones")
     summary["total_seconds"] = round(time.time() - t0, 1)
-    summary["per_step"] = [{k: v for k, v in row.items() if k.startswith(PREFIX) or k in ("step", "actor/grad_norm", "timing_s/step")} for row in steps]
+    summary["per_step"] = [{k: v for k, v in row.items() if k.startswith(PREFIX) or k in ("step", "actor/grad_norm", "actor/ppo_kl", "timing_s/step")} for row in steps]
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     for row in summary["per_step"]:
         log("step {step}: score {s:.3f}  llm {l:.3f}  embed {e:.3f}  format {f:.3f}  modality {m:.3f}  "
-            "judge errors {j:.2f}  answer len {a:.1f}  grad norm {g:.3f}".format(
+            "judge errors {j:.2f}  answer len {a:.1f}  flat groups {fg:.2f}  grad norm {g:.3f}".format(
                 step=row["step"], s=row.get(f"{PREFIX}/score/mean", float("nan")),
                 l=row.get(f"{PREFIX}/accuracy_llm/mean", float("nan")), e=row.get(f"{PREFIX}/accuracy_embed/mean", float("nan")),
                 f=row.get(f"{PREFIX}/format/mean", float("nan")), m=row.get(f"{PREFIX}/modality/mean", float("nan")),
                 j=row.get(f"{PREFIX}/judge_error_rate", float("nan")), a=row.get(f"{PREFIX}/answer_length/mean", float("nan")),
-                g=row.get("actor/grad_norm", float("nan"))))
+                fg=row.get(f"{PREFIX}/flat_group_ratio", float("nan")), g=row.get("actor/grad_norm", float("nan"))))
     if "weights" in summary:
         w = summary["weights"]
         log(f"weights: {w['changed']} of {w['tensors']} tensors changed (max |diff| {w['max_abs_diff']:.2e})")
