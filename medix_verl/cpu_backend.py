@@ -239,6 +239,18 @@ def server_actor_name(replica_rank: int) -> str:
     return f"{ROLLOUT_NAME}_server_{replica_rank}"
 
 
+def token_log_probs(step_logits, tokens, temperature: float = 1.0) -> list[float]:
+    """Log-probability of ``tokens[i]`` under ``softmax(step_logits[i] / temperature)``.
+
+    In float64: torch's fp32 ``log_softmax`` on CPU sums the vocabulary's exponentials so that
+    over 150k entries the many small ones are partly lost: for a confident token it was off by
+    ~6e-4 (the actor's ``logits - logsumexp`` is not), which showed as ``actor/ppo_kl`` ~3e-4.
+    """
+    return [
+        torch.log_softmax(step.double() / temperature, dim=-1)[tok].item() for step, tok in zip(step_logits, tokens, strict=True)
+    ]
+
+
 class HFGenerationServer:
     """Ray actor that holds a transformers copy of the policy and generates token ids.
 
@@ -358,12 +370,9 @@ class HFGenerationServer:
         stop = "completed" if new and new[-1] in eos else "length"
         log_probs = None
         if want_logprobs:
-            # log-probabilities of the sampled tokens under the policy at this temperature, as the
-            # actor computes them (raw logits / temperature; top-p/top-k truncation not applied)
+            # raw logits / temperature, as the actor computes them (top-p/top-k truncation not applied)
             scale = temperature if sample else 1.0
-            log_probs = [
-                torch.log_softmax(step[0].float() / scale, dim=-1)[tok].item() for step, tok in zip(out.logits, new)
-            ]
+            log_probs = token_log_probs([step[0] for step in out.logits], new, scale)
         return new, log_probs, stop
 
     # -- weights ---------------------------------------------------------------------------

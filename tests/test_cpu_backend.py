@@ -35,11 +35,13 @@ def generate(server, ids, image, **params):
 def actor_log_probs(model_dir, model, ids, response, image):
     """Log-probs of ``response`` as verl's actor computes them: the processor verl loads (with the
     model's ``get_rope_index`` bound to it), the M-RoPE position ids of verl's agent loop
-    (``AgentLoopWorker._compute_position_ids``, text row + 3 vision rows) and one forward pass."""
+    (``AgentLoopWorker._compute_position_ids``, text row + 3 vision rows), one forward pass and
+    verl's ``logprobs_from_logits``."""
     from types import SimpleNamespace
 
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
     from verl.utils import hf_processor
+    from verl.utils.torch_functional import logprobs_from_logits
 
     processor = hf_processor(str(model_dir))
     full = torch.tensor([ids + response])
@@ -52,8 +54,7 @@ def actor_log_probs(model_dir, model, ids, response, image):
         logits = model(input_ids=full, attention_mask=mask, position_ids=position_ids.transpose(0, 1),
                        pixel_values=pixel_values, image_grid_thw=grid).logits[0]
     start = len(ids)
-    ref = torch.log_softmax(logits[start - 1 : start - 1 + len(response)].float(), dim=-1)
-    return ref.gather(-1, torch.tensor(response)[:, None])[:, 0]
+    return logprobs_from_logits(logits[start - 1 : start - 1 + len(response)], torch.tensor(response))
 
 
 def test_generates_with_images_and_returns_the_policys_log_probs(server, prompt, tiny_vl):
@@ -66,7 +67,30 @@ def test_generates_with_images_and_returns_the_policys_log_probs(server, prompt,
     # they must agree (that is what lets the CPU config use the rollout's log-probs as the old
     # ones, and what makes the rollout sample from the policy being trained)
     ref = actor_log_probs(tiny_vl, server.model, ids, out.token_ids, image)
-    assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-4), (out.log_probs, ref.tolist())
+    assert torch.allclose(torch.tensor(out.log_probs, dtype=torch.float32), ref, atol=2e-5), (out.log_probs, ref.tolist())
+
+
+def test_token_log_probs_match_the_actor_for_a_confident_token_over_a_real_vocabulary():
+    # a trained policy: one token at +11.4 and a long low tail over Qwen's 151,936 entries, where
+    # torch's fp32 CPU log_softmax loses part of the tail's mass
+    from verl.utils.torch_functional import logprobs_from_logits
+
+    from medix_verl.cpu_backend import token_log_probs
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(151936, generator=g) - 5.2
+    logits[7] = 11.4
+    tokens = torch.tensor([7, 8])
+    fp32 = torch.log_softmax(logits, dim=-1)[tokens]
+    for temperature in (1.0, 0.7):
+        scaled = torch.stack([logits, logits]) / temperature
+        actor = logprobs_from_logits(scaled, tokens)  # what verl's actor computes
+        got = torch.tensor(token_log_probs([logits, logits], tokens.tolist(), temperature), dtype=torch.float32)
+        assert torch.allclose(got, actor, atol=2e-5), (got, actor)
+    assert -0.1 < float(fp32[0]) < 0  # a confident token ...
+    assert abs(float(fp32[0]) - float(logprobs_from_logits(logits[None], tokens[:1])[0])) > 1e-4  # ... where fp32 is off
+    with pytest.raises(ValueError):  # one token per step
+        token_log_probs([logits], [7, 8])
 
 
 def test_greedy_is_deterministic_and_top_k_minus_one_means_no_top_k(server, prompt):
