@@ -273,7 +273,7 @@ class HFGenerationServer:
         self.merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
         self.config = rollout_config
         self.replica_rank = replica_rank
-        # like vLLM's engine seed: the same config samples the same responses on the same machine
+        # seeded as vLLM's engine is (rollout.seed); samples still depend on the order requests arrive
         torch.manual_seed(int(rollout_config.get("seed", 0)) + replica_rank)
         self.global_steps: Optional[int] = None
         self.weight_updates = 0
