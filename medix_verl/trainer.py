@@ -56,6 +56,11 @@ def keep_group(values, low: float, high: float) -> bool:
     return low < mean < high
 
 
+def _group(key: str) -> str:
+    """The prompt group of a trajectory key ``"<group uid>_<sample>_<turn>"``."""
+    return key.split("_")[0]
+
+
 def _extra_infos(keys, partition_id):
     import transfer_queue as tq
 
@@ -108,7 +113,7 @@ def _build_classes():
                 for uid in new:
                     cache[uid] = None
                 new = set()
-            keys = [key for key in self.partitions[partition_id] if key.split("_")[0] in new]
+            keys = [key for key in self.partitions[partition_id] if _group(key) in new]
             values = defaultdict(list)
             for key, info in zip(keys, _extra_infos(keys, partition_id), strict=True):
                 metric = self.filter_groups_metric
@@ -117,7 +122,7 @@ def _build_classes():
                         f"trajectory {key} has no reward metric {metric!r} for the mean-band group filter "
                         f"(its reward_extra_info keys: {sorted(info)})"
                     )
-                values[key.split("_")[0]].append(float(info[metric]))
+                values[_group(key)].append(float(info[metric]))
             for uid in new:
                 if not values[uid]:
                     raise RuntimeError(f"finished group {uid} has no trajectories to filter on")
@@ -161,10 +166,10 @@ def _build_classes():
             keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
             infos = _extra_infos(keys, batch.partition_id)
             metrics.update(reward_part_metrics(infos))
-            scores = defaultdict(list)  # trajectory keys are "<group uid>_<sample>_<turn>"
+            scores = defaultdict(list)
             for key, info in zip(keys, infos, strict=True):
-                if as_number(info.get("score")) is not None:
-                    scores[key.split("_")[0]].append(as_number(info["score"]))
+                if (score := as_number(info.get("score"))) is not None:
+                    scores[_group(key)].append(score)
             metrics.update(group_spread_metrics(scores))
 
     return MedixTrainer, MeanBandReplayBuffer
