@@ -29,6 +29,11 @@ def tiny_run(tmp_path_factory):
     return proc, json.loads(summary_file.read_text()), workdir
 
 
+def step_rows(workdir):
+    """The run's metrics.jsonl: one dict of verl's logged metrics per training step."""
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.slow
 def test_steps_ran_and_weights_changed(tiny_run):
     proc, summary, workdir = tiny_run
@@ -38,7 +43,7 @@ def test_steps_ran_and_weights_changed(tiny_run):
     w = summary["weights"]
     # no weight decay in the tiny config: changed weights mean a non-zero policy gradient
     assert w["changed"] > 0 and w["max_abs_diff"] > 0, w
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = step_rows(workdir)
     for row in rows:
         # the rollout sampled from the model the actor trains: the actor's log-probs of the sampled
         # tokens match the rollout's (bypass mode uses them as the old ones; one mini-batch, so
@@ -55,7 +60,7 @@ def test_steps_ran_and_weights_changed(tiny_run):
 @pytest.mark.slow
 def test_every_reward_part_logged_each_step(tiny_run):
     proc, summary, workdir = tiny_run
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = step_rows(workdir)
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     for row in rows:
         for part in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length", "response_length"):
@@ -122,7 +127,7 @@ def test_release_group_rule_filters_then_gives_up(tiny_run, tmp_path):
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert proc.returncode == 0 and summary["problems"] == [], proc.stdout[-4000:]
-    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    row = step_rows(tmp_path)[0]
     assert row["training/filter_groups/mean_band_filtered_groups"] >= 4  # one generation batch of 4 prompts
     assert row["training/filter_groups/mean_band_gave_up"] == 1.0
     assert row["training/filter_groups/evicted_samples"] >= 4
