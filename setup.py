@@ -11,9 +11,11 @@ setup(
     long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["medix_verl", "medix_verl.*", "reward_fns", "reward_fns.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(
+        include=["medix_verl", "medix_verl.*", "reward_fns", "reward_fns.*", "data_prep", "data_prep.*"]
+    ),
     include_package_data=True,
-    package_data={"medix_verl": ["config/*.yaml", "data/*.jsonl"]},
+    package_data={"medix_verl": ["verl/config/*.yaml", "reward/data/*.jsonl"]},
     install_requires=[
         "verl==0.9.1",
         # what verl's default (v1) trainer imports but its base requirements omit
@@ -28,16 +30,17 @@ setup(
         "pyarrow>=19.0",
         "pillow>=10.0",
         "sentence-transformers>=3.0",
+        "scikit-learn",
         "qwen-vl-utils",
         "tqdm",
     ],
     extras_require={
         # A GPU node: vLLM and torch as verl's own `vllm` extra pins them, and flash-attn.
         "gpu": ["verl[vllm]==0.9.1", "flash-attn==2.8.3"],
-        "test": ["pytest>=8", "hypothesis>=6", "matplotlib", "tiktoken", "gguf"],
+        "test": ["pytest>=8", "hypothesis>=6", "matplotlib", "tiktoken", "gguf", "ruff==0.17.6"],
     },
     entry_points={
         "console_scripts": ["medix-verl=medix_verl.cli:main"],
-        "verl.plugins": ["medix_verl=medix_verl.plugin"],
+        "verl.plugins": ["medix_verl=medix_verl.verl.plugin"],
     },
 )

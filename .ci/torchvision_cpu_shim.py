@@ -9,6 +9,7 @@ processors, qwen_vl_utils) work; torchvision's C++ ops stay unusable.
 Installed by ``.ci/run`` as ``medix_tv_shim.py`` plus a ``.pth`` line in the venv's site-packages,
 so Ray workers inherit it. Nothing here is imported until something imports torchvision.
 """
+
 import importlib.abc
 import sys
 

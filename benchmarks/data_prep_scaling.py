@@ -6,6 +6,7 @@ each in a fresh process, and prints rows/s and peak RSS of each run and their ra
 
     python benchmarks/data_prep_scaling.py [--small 2000] [--large 20000] [--num-proc 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,15 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAGS = ["<X_RAY>", "<CT_SCAN>", "<MRI_SCAN>", "<ULTRASOUND>", "<MICROSCOPY>"]
-SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("image", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
-    ("source", pa.string()), ("problem", pa.string()), ("solution", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("image", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
+        ("source", pa.string()),
+        ("problem", pa.string()),
+        ("solution", pa.string()),
+    ]
+)
 
 CHILD = r"""
 import json, resource, sys, time
@@ -61,17 +66,22 @@ def write_dataset(path, rows, images):
         for start in range(0, rows, 500):
             batch = []
             for i in range(start, min(rows, start + 500)):
-                batch.append({
-                    "id": f"row-{i}", "image": [{"bytes": images[i % len(images)], "path": None}],
-                    "source": f"src{i % 7}", "problem": f"What is the finding in image {i}?",
-                    "solution": f"{TAGS[i % len(TAGS)]} finding number {i}",
-                })
+                batch.append(
+                    {
+                        "id": f"row-{i}",
+                        "image": [{"bytes": images[i % len(images)], "path": None}],
+                        "source": f"src{i % 7}",
+                        "problem": f"What is the finding in image {i}?",
+                        "solution": f"{TAGS[i % len(TAGS)]} finding number {i}",
+                    }
+                )
             writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
 
 
 def run(src, out, num_proc):
-    proc = subprocess.run([sys.executable, "-c", CHILD, ROOT, src, out, str(num_proc)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, ROOT, src, out, str(num_proc)], capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -92,14 +102,20 @@ def main():
             r = run(src, os.path.join(tmp, f"{label}-out"), args.num_proc)
             results[label] = r
             size = os.path.getsize(src) / 2**20
-            print(f"{rows:>6} rows ({size:.0f} MB input, generated in {gen:.0f}s): converted in {r['seconds']:.1f}s = "
-                  f"{r['rows'] / r['seconds']:.0f} rows/s; peak RSS main {r['peak_rss_mb']:.0f} MB, "
-                  f"workers {r['workers_peak_rss_mb']:.0f} MB")
-    s, l = results["small"], results["large"]
-    print(f"RATIO peak RSS {args.large}/{args.small} rows: main {l['peak_rss_mb'] / s['peak_rss_mb']:.2f}x, "
-          f"workers {l['workers_peak_rss_mb'] / s['workers_peak_rss_mb']:.2f}x (target <= 1.3x)")
-    print(f"RATIO throughput {args.large}/{args.small} rows: "
-          f"{(l['rows'] / l['seconds']) / (s['rows'] / s['seconds']):.2f}x")
+            print(
+                f"{rows:>6} rows ({size:.0f} MB input, generated in {gen:.0f}s): converted in {r['seconds']:.1f}s = "
+                f"{r['rows'] / r['seconds']:.0f} rows/s; peak RSS main {r['peak_rss_mb']:.0f} MB, "
+                f"workers {r['workers_peak_rss_mb']:.0f} MB"
+            )
+    small, large = results["small"], results["large"]
+    print(
+        f"RATIO peak RSS {args.large}/{args.small} rows: main {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x, "
+        f"workers {large['workers_peak_rss_mb'] / small['workers_peak_rss_mb']:.2f}x (target <= 1.3x)"
+    )
+    print(
+        f"RATIO throughput {args.large}/{args.small} rows: "
+        f"{(large['rows'] / large['seconds']) / (small['rows'] / small['seconds']):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ per answer/reference pair), with the offline MiniLM model unless --embed-model i
 
     python benchmarks/reward_throughput.py [--service-time 0.05] [--capacity 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,23 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from medix_verl.judge import JudgeClient  # noqa: E402
+from medix_verl.clients.chat import ChatClient  # noqa: E402
 from reward_fns import PAPER, ROUTE_MODEL, prepare  # noqa: E402
 
-FINDINGS = ["pneumothorax", "pleural effusion", "consolidation", "cardiomegaly", "atelectasis", "nodule",
-            "fracture", "edema", "emphysema", "mass", "hernia", "fibrosis"]
+FINDINGS = [
+    "pneumothorax",
+    "pleural effusion",
+    "consolidation",
+    "cardiomegaly",
+    "atelectasis",
+    "nodule",
+    "fracture",
+    "edema",
+    "emphysema",
+    "mass",
+    "hernia",
+    "fibrosis",
+]
 SIDES = ["left", "right", "bilateral"]
 LOBES = ["upper lobe", "lower lobe", "middle lobe", "apex", "base"]
 
@@ -51,8 +64,18 @@ def make_rollouts(prompts: int, n: int, seed: int = 0):
 
 def start_server(service_time: float, capacity: int):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medix_verl.fake_judge", "--latency", str(service_time), "--capacity", str(capacity)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "medix_verl.devkit.fake_judge",
+            "--latency",
+            str(service_time),
+            "--capacity",
+            str(capacity),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
@@ -62,7 +85,7 @@ def start_server(service_time: float, capacity: int):
 
 
 async def judge_stage(url, samples, concurrency, cache):
-    client = JudgeClient(url, "bench", max_concurrency=concurrency, cache_size=200_000 if cache else 0, timeout=60)
+    client = ChatClient(url, "bench", max_concurrency=concurrency, cache_size=200_000 if cache else 0, timeout=60)
     started = time.perf_counter()
     try:
         replies = await asyncio.gather(
@@ -90,17 +113,25 @@ def bench_judge(args):
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"judge stage: {len(rows)} responses ({args.prompts} prompts x {args.n}), {len(model_samples)} need the judge")
-    print(f"  server: service time {args.service_time * 1000:.0f} ms, capacity {args.capacity} concurrent -> {capacity:.0f} req/s")
-    print(f"  client: max_concurrency {args.concurrency}: {sent} requests sent ({stats.cache_hits} cache hits, "
-          f"{stats.dedup_hits} de-duplicated) in {elapsed:.2f}s = {rate:.0f} req/s; {len(model_samples) / elapsed:.0f} responses/s")
-    print(f"  one request at a time: {serial_stats.requests} requests in {serial_elapsed:.2f}s = {serial_rate:.1f} req/s")
+    print(
+        f"judge stage: {len(rows)} responses ({args.prompts} prompts x {args.n}), {len(model_samples)} need the judge"
+    )
+    print(
+        f"  server: service time {args.service_time * 1000:.0f} ms, capacity {args.capacity} concurrent -> {capacity:.0f} req/s"
+    )
+    print(
+        f"  client: max_concurrency {args.concurrency}: {sent} requests sent ({stats.cache_hits} cache hits, "
+        f"{stats.dedup_hits} de-duplicated) in {elapsed:.2f}s = {rate:.0f} req/s; {len(model_samples) / elapsed:.0f} responses/s"
+    )
+    print(
+        f"  one request at a time: {serial_stats.requests} requests in {serial_elapsed:.2f}s = {serial_rate:.1f} req/s"
+    )
     print(f"  RATIO judge throughput / server capacity = {rate / capacity:.2f}x (target >= 0.8x)")
     print(f"  RATIO judge throughput / one-at-a-time   = {rate / serial_rate:.1f}x")
 
 
 def bench_embed(args):
-    from medix_verl.embedder import LocalEmbedder
+    from medix_verl.clients.embedder import LocalEmbedder
 
     model = args.embed_model
     if model is None:
@@ -129,12 +160,18 @@ def bench_embed(args):
     started = time.perf_counter()
     emb.encode_now(texts)
     one_call = time.perf_counter() - started
-    print(f"embedding: {len(pairs)} answer/reference pairs, {model if args.embed_model else 'MiniLM-L6 (offline)'} on CPU")
-    print(f"  pairwise: {pairwise:.2f}s ({len(pairs) / pairwise:.0f} pairs/s); batched: {batched_s:.2f}s "
-          f"({len(pairs) / batched_s:.0f} pairs/s, {emb.stats['batches']} batches)")
+    print(
+        f"embedding: {len(pairs)} answer/reference pairs, {model if args.embed_model else 'MiniLM-L6 (offline)'} on CPU"
+    )
+    print(
+        f"  pairwise: {pairwise:.2f}s ({len(pairs) / pairwise:.0f} pairs/s); batched: {batched_s:.2f}s "
+        f"({len(pairs) / batched_s:.0f} pairs/s, {emb.stats['batches']} batches)"
+    )
     print(f"  RATIO batched / pairwise embedding = {pairwise / batched_s:.1f}x (target >= 8x)")
-    print(f"  bound: all {len(texts)} texts in one encode call take {one_call:.2f}s, so no batching can beat "
-          f"{pairwise / one_call:.1f}x on this device; the micro-batcher reaches {one_call / batched_s:.0%} of that")
+    print(
+        f"  bound: all {len(texts)} texts in one encode call take {one_call:.2f}s, so no batching can beat "
+        f"{pairwise / one_call:.1f}x on this device; the micro-batcher reaches {one_call / batched_s:.0%} of that"
+    )
 
 
 def main():

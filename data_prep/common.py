@@ -1,12 +1,14 @@
 """Streaming input, sharded parquet output, rejects and reconciled statistics for data_prep scripts."""
+
 from __future__ import annotations
 
 import glob
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,7 +72,11 @@ def _undecoded(ds):
         elif isinstance(feat, (datasets.Sequence, list)):
             inner = feat.feature if isinstance(feat, datasets.Sequence) else feat[0]
             if isinstance(inner, datasets.Image):
-                features[name] = [datasets.Image(decode=False)] if isinstance(feat, list) else datasets.Sequence(datasets.Image(decode=False))
+                features[name] = (
+                    [datasets.Image(decode=False)]
+                    if isinstance(feat, list)
+                    else datasets.Sequence(datasets.Image(decode=False))
+                )
                 changed = True
     return ds.cast(features) if changed else ds
 
@@ -95,7 +101,9 @@ def _iter_hub(repo, split, batch_size, config=None):
     try:
         ds = datasets.load_dataset(repo, config, split=split, streaming=True)
     except Exception as exc:
-        raise SourceError(f"{repo}: cannot load from the hub ({type(exc).__name__}: {exc}); pass a local copy") from None
+        raise SourceError(
+            f"{repo}: cannot load from the hub ({type(exc).__name__}: {exc}); pass a local copy"
+        ) from None
     ds = _undecoded(ds)
     buf = []
     for row in ds:
@@ -112,7 +120,9 @@ class ShardedParquetWriter:
     """Row-group streaming writer: ``DIR/<name>.parquet``, or ``DIR/<name>-NNNNN-of-NNNNN.parquet``
     shards of ``shard_rows`` rows. Files appear (renamed from temporaries) only on :meth:`close`."""
 
-    def __init__(self, out_dir: Path, name: str, schema: pa.Schema, *, shard_rows: int | None = None, row_group_rows: int = 256):
+    def __init__(
+        self, out_dir: Path, name: str, schema: pa.Schema, *, shard_rows: int | None = None, row_group_rows: int = 256
+    ):
         self.out_dir = Path(out_dir)
         self.name = name
         self.schema = schema
@@ -138,7 +148,9 @@ class ShardedParquetWriter:
             return
         if self._writer is None:
             self._open()
-        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema), row_group_size=self.row_group_rows)
+        self._writer.write_table(
+            pa.Table.from_pylist(self._buffer, schema=self.schema), row_group_size=self.row_group_rows
+        )
         self._in_shard += len(self._buffer)
         self._buffer = []
         if self.shard_rows and self._in_shard >= self.shard_rows:

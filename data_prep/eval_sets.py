@@ -12,14 +12,16 @@ rows out + rows rejected).
 Multiple-choice questions are rendered as the release does: ``question\\n\\nChoices:\\nA. ...``,
 and the reference answer is the choice text.
 """
+
 from __future__ import annotations
 
 import argparse
 import string
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -146,15 +148,30 @@ def pubmedqa(row):  # question, context (str or list or {"contexts": [...]}) , f
 def mimic_summarization(row):  # findings -> impression
     findings = _text(row, "findings", "question", "input", "text")
     instruction = _text(row, "instruction", "prompt", required=False)
-    question = f"{instruction}\n\n{findings}" if instruction else (
-        "Summarize the following radiology findings into an impression.\n\n" + findings
+    question = (
+        f"{instruction}\n\n{findings}"
+        if instruction
+        else ("Summarize the following radiology findings into an impression.\n\n" + findings)
     )
-    return {"question": question, "choices": None, "answer": _text(row, "impression", "answer", "summary", "output"), "kind": "report"}
+    return {
+        "question": question,
+        "choices": None,
+        "answer": _text(row, "impression", "answer", "summary", "output"),
+        "kind": "report",
+    }
 
 
 def mimic_generation(row):  # image(s) -> report
-    question = _text(row, "question", "instruction", "prompt", required=False) or "Write the radiology report for this chest X-ray."
-    return {"question": question, "choices": None, "answer": _text(row, "report", "answer", "findings", "output"), "kind": "report"}
+    question = (
+        _text(row, "question", "instruction", "prompt", required=False)
+        or "Write the radiology report for this chest X-ray."
+    )
+    return {
+        "question": question,
+        "choices": None,
+        "answer": _text(row, "report", "answer", "findings", "output"),
+        "kind": "report",
+    }
 
 
 def slake(row):  # BoKelvin/SLAKE: img_name, question, answer, q_lang
@@ -195,35 +212,112 @@ def pmc_vqa_hard(row):  # open-ended PMC-VQA: the answer text, no choices
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """One evaluation task: where its rows come from, how a row is rendered, how it is judged.
+
+    The one registry of the 17 tasks (:data:`TASKS`): ``data_prep`` converts with it and
+    ``medix_verl.eval`` selects, renders and judges with it.
+    """
+
     name: str
-    adapter: Callable[[dict], dict]
+    adapter: Callable[[dict], dict]  # the dataset's own row -> question, choices, answer, kind
     hub_id: str
     split: str
+    columns: tuple[str, ...]  # the dataset's published columns the adapter reads
     image_columns: tuple[str, ...] = ()  # columns holding images or image paths
     subset: str | None = None  # hub config name
+    judging: str = "binary"  # "binary": judge says 0/1, majority of rounds; "rubric": 0-5, mean / 5
+
+    def __post_init__(self):
+        if self.judging not in JUDGING:
+            raise ValueError(f"task {self.name}: judging must be one of {JUDGING}, got {self.judging!r}")
 
     @property
     def has_images(self) -> bool:
         return bool(self.image_columns)
 
+    @property
+    def modality(self) -> str:
+        """``"image"`` for image+text tasks, ``"text"`` otherwise."""
+        return "image" if self.has_images else "text"
 
-_MMLU = ("clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine", "anatomy")
+
+JUDGING = ("binary", "rubric")
+_MMLU = (
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+    "anatomy",
+)
+_MMLU_COLS = ("question", "subject", "choices", "answer")
+_VQA_COLS = ("image", "question", "answer")
+_PMC_COLS = ("Figure_path", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer", "Answer_label")
+_MEDIX = "sahalshajim/medix-eval-sets"
 TASKS: dict[str, TaskSpec] = {
-    **{f"mmlu_{s}": TaskSpec(f"mmlu_{s}", mmlu, "hails/mmlu_no_train", "test", subset=s) for s in _MMLU},
-    "medmcqa": TaskSpec("medmcqa", medmcqa, "openlifescienceai/medmcqa", "validation"),
-    "medqa": TaskSpec("medqa", medqa, "GBaker/MedQA-USMLE-4-options-hf", "test"),
-    "usmle_sa": TaskSpec("usmle_sa", usmle_sa, "HuggingSara/usmle_self_assessment", "test"),
-    "pubmedqa": TaskSpec("pubmedqa", pubmedqa, "sahalshajim/medix-eval-sets", "test", subset="pubmedqa"),
-    "mimic_cxr_summarization": TaskSpec("mimic_cxr_summarization", mimic_summarization, "sahalshajim/medix-eval-sets", "test", subset="mimic_cxr_summarization"),
-    "slake": TaskSpec("slake", slake, "BoKelvin/SLAKE", "test", image_columns=("image", "img_name")),
-    "vqa_rad": TaskSpec("vqa_rad", vqa, "flaviagiammarino/vqa-rad", "test", image_columns=("image",)),
-    "path_vqa": TaskSpec("path_vqa", vqa, "flaviagiammarino/path-vqa", "test", image_columns=("image",)),
-    "pmc_vqa": TaskSpec("pmc_vqa", pmc_vqa, "xmcmic/PMC-VQA", "test", image_columns=("image", "Figure_path")),
-    "pmc_vqa_hard": TaskSpec("pmc_vqa_hard", pmc_vqa_hard, "xmcmic/PMC-VQA", "test", image_columns=("image", "Figure_path")),
-    "mimic_cxr_generation": TaskSpec("mimic_cxr_generation", mimic_generation, "sahalshajim/medix-eval-sets", "test", image_columns=("images", "image", "image_path")),
+    **{f"mmlu_{s}": TaskSpec(f"mmlu_{s}", mmlu, "hails/mmlu_no_train", "test", _MMLU_COLS, subset=s) for s in _MMLU},
+    "medmcqa": TaskSpec(
+        "medmcqa",
+        medmcqa,
+        "openlifescienceai/medmcqa",
+        "validation",
+        ("id", "question", "opa", "opb", "opc", "opd", "cop"),
+    ),
+    "medqa": TaskSpec(
+        "medqa",
+        medqa,
+        "GBaker/MedQA-USMLE-4-options-hf",
+        "test",
+        ("id", "sent1", "sent2", "ending0", "ending1", "ending2", "ending3", "label"),
+    ),
+    "usmle_sa": TaskSpec(
+        "usmle_sa",
+        usmle_sa,
+        "HuggingSara/usmle_self_assessment",
+        "test",
+        ("question", "options", "answer", "answer_idx"),
+    ),
+    "pubmedqa": TaskSpec(
+        "pubmedqa", pubmedqa, _MEDIX, "test", ("question", "context", "final_decision"), subset="pubmedqa"
+    ),
+    "mimic_cxr_summarization": TaskSpec(
+        "mimic_cxr_summarization",
+        mimic_summarization,
+        _MEDIX,
+        "test",
+        ("findings", "impression"),
+        subset="mimic_cxr_summarization",
+        judging="rubric",
+    ),
+    "slake": TaskSpec(
+        "slake",
+        slake,
+        "BoKelvin/SLAKE",
+        "test",
+        ("img_name", "question", "answer", "q_lang"),
+        image_columns=("image", "img_name"),
+    ),
+    "vqa_rad": TaskSpec("vqa_rad", vqa, "flaviagiammarino/vqa-rad", "test", _VQA_COLS, image_columns=("image",)),
+    "path_vqa": TaskSpec("path_vqa", vqa, "flaviagiammarino/path-vqa", "test", _VQA_COLS, image_columns=("image",)),
+    "pmc_vqa": TaskSpec(
+        "pmc_vqa", pmc_vqa, "xmcmic/PMC-VQA", "test", _PMC_COLS, image_columns=("image", "Figure_path")
+    ),
+    "pmc_vqa_hard": TaskSpec(
+        "pmc_vqa_hard", pmc_vqa_hard, "xmcmic/PMC-VQA", "test", _PMC_COLS, image_columns=("image", "Figure_path")
+    ),
+    "mimic_cxr_generation": TaskSpec(
+        "mimic_cxr_generation",
+        mimic_generation,
+        _MEDIX,
+        "test",
+        ("images", "report"),
+        image_columns=("images", "image", "image_path"),
+        judging="rubric",
+    ),
 }
 TEXT_TASKS = tuple(n for n, t in TASKS.items() if not t.has_images)
 IMAGE_TASKS = tuple(n for n, t in TASKS.items() if t.has_images)
+RUBRIC_TASKS = tuple(n for n, t in TASKS.items() if t.judging == "rubric")
 assert len(TASKS) == 17
 
 
@@ -247,8 +341,15 @@ def _images(row: dict, spec: TaskSpec, image_root: Path | None) -> list[dict]:
     raise Skip("missing_image", f"no image in column(s) {list(spec.image_columns)}")
 
 
-def convert_task(task: str, src: str, out_dir: str | Path, *, image_root: str | None = None,
-                 limit: int | None = None, progress: bool = False) -> dict:
+def convert_task(
+    task: str,
+    src: str,
+    out_dir: str | Path,
+    *,
+    image_root: str | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict:
     try:
         spec = TASKS[task]
     except KeyError:
@@ -303,21 +404,34 @@ def main(argv=None) -> int:
     parser.add_argument("--task", help=f"one of: {', '.join(TASKS)}")
     parser.add_argument("--input", help="hub id or local copy (parquet file/folder, save_to_disk folder)")
     parser.add_argument("--output", help="output folder")
-    parser.add_argument("--image-root", help="folder that relative image paths (SLAKE img_name, PMC-VQA Figure_path) are under")
+    parser.add_argument(
+        "--image-root", help="folder that relative image paths (SLAKE img_name, PMC-VQA Figure_path) are under"
+    )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--list", action="store_true", help="list the tasks and their sources")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.list:
         for name, spec in TASKS.items():
-            print(f"{name:28s} {'image+text' if spec.has_images else 'text':10s} {spec.hub_id}"
-                  f"{' (' + spec.subset + ')' if spec.subset else ''} [{spec.split}]")
+            print(
+                f"{name:28s} {'image+text' if spec.has_images else 'text':10s} {spec.judging:6s} {spec.hub_id}"
+                f"{' (' + spec.subset + ')' if spec.subset else ''} [{spec.split}]"
+            )
         return 0
     if not (args.task and args.input and args.output):
         parser.error("--task, --input and --output are required")
-    return run_cli("data_prep.eval_sets", args.output, lambda: convert_task(
-        args.task, args.input, args.output, image_root=args.image_root, limit=args.limit, progress=not args.quiet,
-    ))
+    return run_cli(
+        "data_prep.eval_sets",
+        args.output,
+        lambda: convert_task(
+            args.task,
+            args.input,
+            args.output,
+            image_root=args.image_root,
+            limit=args.limit,
+            progress=not args.quiet,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Image normalisation for verl parquet: decode, verify, convert to 8-bit RGB, bound the size."""
+
 from __future__ import annotations
 
 import io
@@ -65,9 +66,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def normalize_image(
-    value: Any, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> dict:
+def normalize_image(value: Any, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     """Decode and check one image; return ``{"bytes": PNG or original JPEG, "min_pixels", "max_pixels"}``.
 
     RGB JPEG/PNG within ``max_pixels`` keep their original bytes; anything else is converted to

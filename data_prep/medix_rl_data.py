@@ -10,6 +10,7 @@ solution``. Writes ``DIR/<split>.parquet`` (or ``DIR/<split>-NNNNN-of-NNNNN.parq
 ``DIR/<split>.stats.json`` (rows in = rows out + rows rejected, per source and modality).
 Streams with bounded memory; the same input gives the same files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from medix_verl.prompts import IMAGE_PLACEHOLDER, medix_prompt
 from reward_fns import MODALITY_TAGS, parse_ground_truth
+from reward_fns.prompts import IMAGE_PLACEHOLDER, medix_prompt
 
 from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
 from .images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageError, normalize_image
@@ -33,7 +34,10 @@ SCHEMA = pa.schema(
     [
         ("data_source", pa.string()),
         ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("min_pixels", pa.int64()), ("max_pixels", pa.int64())]))),
+        (
+            "images",
+            pa.list_(pa.struct([("bytes", pa.binary()), ("min_pixels", pa.int64()), ("max_pixels", pa.int64())])),
+        ),
         ("ability", pa.string()),
         ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
         (
@@ -193,8 +197,15 @@ def convert(
         if bar is not None:
             bar.close()
     files = writer.close()
-    return ledger.close({"split": split, "source": str(src), "files": [f.name for f in files],
-                         "min_pixels": min_pixels, "max_pixels": max_pixels})
+    return ledger.close(
+        {
+            "split": split,
+            "source": str(src),
+            "files": [f.name for f in files],
+            "min_pixels": min_pixels,
+            "max_pixels": max_pixels,
+        }
+    )
 
 
 def main(argv=None) -> int:
@@ -209,10 +220,21 @@ def main(argv=None) -> int:
     parser.add_argument("--shard-rows", type=int, help="write shards of N rows")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    return run_cli("data_prep.medix_rl_data", args.output, lambda: convert(
-        args.input, args.split, args.output, num_proc=args.num_proc, min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels, limit=args.limit, shard_rows=args.shard_rows, progress=not args.quiet,
-    ))
+    return run_cli(
+        "data_prep.medix_rl_data",
+        args.output,
+        lambda: convert(
+            args.input,
+            args.split,
+            args.output,
+            num_proc=args.num_proc,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            limit=args.limit,
+            shard_rows=args.shard_rows,
+            progress=not args.quiet,
+        ),
+    )
 
 
 if __name__ == "__main__":

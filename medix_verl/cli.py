@@ -1,7 +1,8 @@
 """``medix-verl`` command line.
 
-    medix-verl score IN.jsonl -o OUT.jsonl --judge-url URL --judge-model NAME --embed-model PATH_OR_ID
+medix-verl score IN.jsonl -o OUT.jsonl --judge-url URL --judge-model NAME --embed-model PATH_OR_ID
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .embedder import EmbedderError
-from .judge import JudgeUnavailableError
+from .clients.chat import ServerUnavailableError
+from .clients.embedder import EmbedderError
 from .jsonl import JsonlError, iter_objects
+from .reward import settings as reward_settings
 
 EXIT_BAD_INPUT = 2
 EXIT_JUDGE = 3
@@ -40,8 +42,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .reward import MedixScorer
-    from .settings import RewardSettings
+    from .reward.scorer import MedixScorer
+    from .reward.settings import RewardSettings, kwargs_from_args
 
     try:
         rows = read_rows(Path(args.input))
@@ -49,23 +51,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         print(f"medix-verl score: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        settings = RewardSettings.from_kwargs(
-            {
-                "preset": args.preset,
-                "judge_url": args.judge_url,
-                "judge_model": args.judge_model,
-                "judge_max_concurrency": args.max_concurrency,
-                "judge_timeout": args.timeout,
-                "judge_retries": args.retries,
-                "max_error_rate": args.max_error_rate,
-                "embed_model": args.embed_model,
-                "embed_url": args.embed_url,
-                "embed_device": args.embed_device,
-                "embed_threshold": args.embed_threshold,
-                "part_modules": args.part_module or None,
-            },
-            where="option",
-        )
+        settings = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"medix-verl score: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -86,7 +72,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     try:
         results = asyncio.run(run())
-    except JudgeUnavailableError as exc:
+    except ServerUnavailableError as exc:
         print(f"medix-verl score: judge failed: {exc}", file=sys.stderr)
         return EXIT_JUDGE
     except EmbedderError as exc:
@@ -130,19 +116,25 @@ def _print_summary(scorer, n: int, elapsed: float) -> None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import DEFAULT_PAIRS, calibrate, read_pairs, report
-    from .embedder import LocalEmbedder, RemoteEmbedder
+    from .clients.embedder import LocalEmbedder, RemoteEmbedder
+    from .reward.calibrate import DEFAULT_PAIRS, calibrate, read_pairs, report
+    from .reward.settings import RewardSettings, kwargs_from_args
 
     try:
         pairs = read_pairs(args.pairs or DEFAULT_PAIRS)
     except (OSError, ValueError) as exc:
         print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    model = args.embed_model
-    if not model:
-        print("medix-verl calibrate-embed: --embed-model is required", file=sys.stderr)
+    try:
+        cfg = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
+    except ValueError as exc:
+        print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    embedder = RemoteEmbedder(args.embed_url, model) if args.embed_url else LocalEmbedder(model, device=args.embed_device)
+    model = cfg.embed_model
+    if cfg.embed_url:
+        embedder = RemoteEmbedder(cfg.embed_url, model)
+    else:
+        embedder = LocalEmbedder(model, device=cfg.embed_device)
     try:
         cal = calibrate(pairs, embedder)
     except EmbedderError as exc:
@@ -151,41 +143,67 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"model: {model}")
     print(report(cal, pairs, current=args.current))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "model": model, "pairs": len(pairs), "auc": cal.auc, "best_threshold": cal.best_threshold,
-            "tpr": cal.best_tpr, "fpr": cal.best_fpr,
-            "roc": [{"threshold": float(t), "tpr": float(a), "fpr": float(b)} for t, a, b in zip(cal.thresholds, cal.tpr, cal.fpr)],
-        }, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "model": model,
+                    "pairs": len(pairs),
+                    "auc": cal.auc,
+                    "best_threshold": cal.best_threshold,
+                    "tpr": cal.best_tpr,
+                    "fpr": cal.best_fpr,
+                    "roc": [
+                        {"threshold": float(t), "tpr": float(a), "fpr": float(b)}
+                        for t, a, b in zip(cal.thresholds, cal.tpr, cal.fpr)
+                    ],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalConfig, run_eval
+    from .eval.runner import EvalConfig, run_eval
 
     cfg = EvalConfig(
-        tasks=args.tasks, data_dir=Path(args.data_dir), model_url=args.model_url, model=args.model,
-        judge_url=args.judge_url, judge_model=args.judge_model, output=Path(args.output),
-        max_concurrency=args.max_concurrency, rounds=args.rounds, system_prompt=args.system_prompt,
-        limit=args.limit, timeout=args.timeout, judge_timeout=args.judge_timeout, progress=not args.quiet,
+        tasks=args.tasks,
+        data_dir=Path(args.data_dir),
+        model_url=args.model_url,
+        model=args.model,
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+        output=Path(args.output),
+        max_concurrency=args.max_concurrency,
+        rounds=args.rounds,
+        system_prompt=args.system_prompt,
+        limit=args.limit,
+        timeout=args.timeout,
+        judge_timeout=args.judge_timeout,
+        progress=not args.quiet,
     )
     try:
         results = asyncio.run(run_eval(cfg))
     except (FileNotFoundError, ValueError) as exc:
         print(f"medix-verl eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except JudgeUnavailableError as exc:
+    except ServerUnavailableError as exc:
         print(f"medix-verl eval: server failed: {exc}", file=sys.stderr)
         return EXIT_JUDGE
     print((Path(args.output) / "results.md").read_text())
     run = results["run"]
-    print(f"{run['new_samples']} samples evaluated, {run['resumed_samples']} resumed; "
-          f"{run['unparseable_verdicts']} unparseable verdicts re-asked; {run['judge_failures']} judge failures; "
-          f"{run['generation_failures']} generation failures; reports in {args.output}", file=sys.stderr)
+    print(
+        f"{run['new_samples']} samples evaluated, {run['resumed_samples']} resumed; "
+        f"{run['unparseable_verdicts']} unparseable verdicts re-asked; {run['judge_failures']} judge failures; "
+        f"{run['generation_failures']} generation failures; reports in {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _cmd_eval_compare(args: argparse.Namespace) -> int:
-    from .evaluate import compare
+    from .eval.runner import compare
 
     try:
         print(compare([Path(d) for d in args.runs], Path(args.output) if args.output else None), end="")
@@ -200,29 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("score", help="score rollouts offline with the composite reward (JSONL in, JSONL out)")
-    p.add_argument("input", help="JSONL rows with 'response', 'ground_truth' ('<TAG> answer'), optional id/question/data_source")
+    p.add_argument(
+        "input", help="JSONL rows with 'response', 'ground_truth' ('<TAG> answer'), optional id/question/data_source"
+    )
     p.add_argument("-o", "--output", required=True, help="JSONL out: the input fields plus the six reward keys")
-    p.add_argument("--judge-url", help="OpenAI base URL of the judge, e.g. http://127.0.0.1:8085/v1 (or $MEDIX_JUDGE_URL)")
-    p.add_argument("--judge-model", help="served judge model name (default Qwen/Qwen3-4B-Instruct-2507)")
-    p.add_argument("--embed-model", help="sentence-transformers id or path (default abhinand/MedEmbed-large-v0.1)")
-    p.add_argument("--embed-url", help="use a remote OpenAI-compatible /v1/embeddings endpoint instead")
-    p.add_argument("--embed-device", help="cpu, cuda, cuda:1 ... (default: cuda when visible)")
-    p.add_argument("--embed-threshold", type=float, help="cosine threshold (default: the preset's, 0.8)")
-    p.add_argument("--preset", default="paper", choices=["paper", "robust"])
-    p.add_argument("--max-concurrency", type=int, default=64, help="judge requests in flight (default 64)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per judge request (default 30)")
-    p.add_argument("--retries", type=int, default=3, help="retries of a transient judge failure (default 3)")
-    p.add_argument("--max-error-rate", type=float, default=0.2, help="judge error rate that aborts (default 0.2)")
-    p.add_argument("--part-module", action="append", help="module or .py file registering custom reward parts")
+    reward_settings.add_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
 
     c = sub.add_parser("calibrate-embed", help="ROC and best embedding threshold on labelled answer pairs")
     c.add_argument("--pairs", help="JSONL of {a, b, same: 0|1, category}; default: the shipped medical pair set")
-    c.add_argument("--embed-model", help="sentence-transformers id or path (or the served name with --embed-url)")
-    c.add_argument("--embed-url", help="OpenAI-compatible /v1/embeddings base URL")
-    c.add_argument("--embed-device", help="cpu, cuda, ...")
-    c.add_argument("--current", type=float, default=0.8, help="threshold to report alongside (default 0.8, the paper's)")
+    reward_settings.add_arguments(c, keys=("embed_model", "embed_url", "embed_device"))
+    c.add_argument(
+        "--current", type=float, default=0.8, help="threshold to report alongside (default 0.8, the paper's)"
+    )
     c.add_argument("--json", help="also write the ROC and the best threshold to this file")
     c.set_defaults(func=_cmd_calibrate)
 

@@ -1,9 +1,10 @@
 """Reading JSONL input with errors that name the file and the line."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 class JsonlError(ValueError):

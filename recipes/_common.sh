@@ -70,11 +70,11 @@ case "$JUDGE" in
   *) echo "JUDGE must be 'server' or 'verl', got '$JUDGE'" >&2; exit 2 ;;
 esac
 
-CONFIG_DIR=$("$PY" -c 'import medix_verl, os; print(os.path.join(os.path.dirname(medix_verl.__file__), "config"))') || {
+CONFIG_DIR=$("$PY" -c 'from medix_verl.verl.compose import CONFIG_DIR; print(CONFIG_DIR)') || {
   echo "medix-verl is not installed in $PY (pip install -e .)" >&2; exit 2; }
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
-  exec "$PY" -m medix_verl.compose "${ARGS[@]}" "$@"
+  exec "$PY" -m medix_verl.verl.compose "${ARGS[@]}" "$@"
 fi
 
 # a real run: check the GPUs first, with a message instead of a stack trace later
@@ -85,5 +85,5 @@ if [ "$have" -lt "$need" ]; then
   echo "Use DRY_RUN=1 to check the config on this machine." >&2
   exit 3
 fi
-"$PY" -m medix_verl.compose "${ARGS[@]}" "$@" >/dev/null
+"$PY" -m medix_verl.verl.compose "${ARGS[@]}" "$@" >/dev/null
 exec "$PY" -m verl.trainer.main_ppo --config-path="$CONFIG_DIR" --config-name=medix_r1 "${ARGS[@]}" "$@"

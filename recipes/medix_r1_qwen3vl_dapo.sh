@@ -2,7 +2,7 @@
 # MediX-R1 with DAPO on Qwen3-VL: SIZE=2b | 8b | 30b (Qwen3-VL-30B-A3B) [8b]. Clip 0.2 / 0.28,
 # no KL, generation batches of 128 prompts, dynamic sampling as released: a group is kept only if
 # its mean score is strictly between 0.01 and 0.99, for up to 20 generation batches a step
-# (medix_verl/trainer.py). GROUP_FILTER=verl gives verl's own rule instead (keep groups whose
+# (medix_verl/verl/trainer.py). GROUP_FILTER=verl gives verl's own rule instead (keep groups whose
 # scores are not all equal).
 RECIPE=medix_r1_qwen3vl_${SIZE:-8b}_dapo
 case "${SIZE:-8b}" in

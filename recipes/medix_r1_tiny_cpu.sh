@@ -16,4 +16,4 @@ if [ ! -x "$ROOT/.venv/bin/python" ] || ! "$ROOT/.venv/bin/python" -c "import me
   MEDIX_SKIP_VLLM=1 bash "$ROOT/.ci/setup"
 fi
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m medix_verl.tiny_run "$@"
+exec "$ROOT/.venv/bin/python" -m medix_verl.devkit.tiny_run "$@"

@@ -1,36 +1,34 @@
-"""Pure MediX-R1 reward functions: no verl, no Ray, no network.
+"""Pure MediX-R1 reward functions: no verl, no Ray, no network, nothing else of this project.
+
+* :mod:`.rules`: the release's rules (normalisation, answer extraction, format, modality, verdict);
+* :mod:`.robust`: the ``robust`` preset's gates, fenced judge prompt and strict format;
+* :mod:`.judge_prompt`: the release's training judge request;
+* :mod:`.prompts`: the release's training prompt;
+* :mod:`.parts`: the registry of named parts (custom parts register here);
+* :mod:`.weights`: weight trees and their combination into one score;
+* :mod:`.presets`: ``paper`` and ``robust``;
+* :mod:`.composite`: one sample through a preset.
 
 Import what you need from here::
 
     from reward_fns import prepare, PAPER, combine, reward_part
 """
+
 from .composite import (
-    BUILTIN_PARTS,
-    PAPER,
-    PAPER_WEIGHTS,
-    PRESETS,
-    RESULT_KEYS,
-    ROBUST,
     ROUTE_EXACT,
     ROUTE_INVALID,
     ROUTE_MODEL,
     ROUTE_NO_REFERENCE,
     PreparedSample,
-    Preset,
     assemble,
-    check_parts_known,
-    combine,
-    evaluate_part,
-    get_preset,
-    leaf_parts,
     prepare,
-    registered_parts,
-    reward_part,
     score_without_models,
-    validate_weights,
 )
-from .robust import GATES, fence, gate_answer, robust_format_reward, robust_judge_messages
 from .judge_prompt import PAPER_JUDGE_PARAMS, PAPER_JUDGE_TEMPLATE, paper_judge_messages
+from .parts import BUILTIN_PARTS, RESULT_KEYS, check_parts_known, evaluate_part, registered_parts, reward_part
+from .presets import PAPER, PRESETS, ROBUST, Preset, get_preset
+from .prompts import IMAGE_PLACEHOLDER, MEDIX_PROMPT_HEAD, medix_prompt
+from .robust import GATES, fence, gate_answer, robust_format_reward, robust_judge_messages
 from .rules import (
     MODALITY_TAGS,
     GroundTruth,
@@ -44,5 +42,52 @@ from .rules import (
     strict_verdict,
     yes_probability,
 )
+from .weights import PAPER_WEIGHTS, combine, leaf_parts, validate_weights
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "BUILTIN_PARTS",
+    "GATES",
+    "GroundTruth",
+    "IMAGE_PLACEHOLDER",
+    "MEDIX_PROMPT_HEAD",
+    "MODALITY_TAGS",
+    "PAPER",
+    "PAPER_JUDGE_PARAMS",
+    "PAPER_JUDGE_TEMPLATE",
+    "PAPER_WEIGHTS",
+    "PRESETS",
+    "PreparedSample",
+    "Preset",
+    "RESULT_KEYS",
+    "ROBUST",
+    "ROUTE_EXACT",
+    "ROUTE_INVALID",
+    "ROUTE_MODEL",
+    "ROUTE_NO_REFERENCE",
+    "assemble",
+    "check_parts_known",
+    "combine",
+    "evaluate_part",
+    "extract_answer",
+    "fence",
+    "gate_answer",
+    "get_preset",
+    "leaf_parts",
+    "medix_prompt",
+    "modality_reward",
+    "normalize_response",
+    "paper_answer_is_valid",
+    "paper_format_reward",
+    "paper_judge_messages",
+    "paper_verdict",
+    "parse_ground_truth",
+    "prepare",
+    "registered_parts",
+    "reward_part",
+    "robust_format_reward",
+    "robust_judge_messages",
+    "score_without_models",
+    "strict_verdict",
+    "validate_weights",
+    "yes_probability",
+]

@@ -1,4 +1,5 @@
 """The judge request of the release (spec section 4.6), as data: no transport here."""
+
 from __future__ import annotations
 
 PAPER_JUDGE_TEMPLATE = (

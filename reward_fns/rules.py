@@ -3,6 +3,7 @@
 Everything here is deterministic and free of I/O. Each rule follows the published release
 exactly, quirks included; the docstrings give examples that ``tests/test_rules.py`` checks.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,9 +11,22 @@ from dataclasses import dataclass
 
 #: The 16 modality tags of the release, in the order the training prompt lists them.
 MODALITY_TAGS: tuple[str, ...] = (
-    "<X_RAY>", "<MICROSCOPY>", "<CLINICAL_PHOTOGRAPHY>", "<CT_SCAN>", "<GRAPHICS>",
-    "<ANGIOGRAPHY>", "<PET_SCAN>", "<ULTRASOUND>", "<MRI_SCAN>", "<FUNDUS_PHOTOGRAPHY>",
-    "<OCT_SCAN>", "<ENDOSCOPY>", "<MAMMOGRAPHY>", "<FLUOROSCOPY>", "<OTHER>", "<SPECT>",
+    "<X_RAY>",
+    "<MICROSCOPY>",
+    "<CLINICAL_PHOTOGRAPHY>",
+    "<CT_SCAN>",
+    "<GRAPHICS>",
+    "<ANGIOGRAPHY>",
+    "<PET_SCAN>",
+    "<ULTRASOUND>",
+    "<MRI_SCAN>",
+    "<FUNDUS_PHOTOGRAPHY>",
+    "<OCT_SCAN>",
+    "<ENDOSCOPY>",
+    "<MAMMOGRAPHY>",
+    "<FLUOROSCOPY>",
+    "<OTHER>",
+    "<SPECT>",
 )
 
 PAPER_NORMALIZE_PATTERN = re.compile(r"\s*(<|>|/)\s*")  # the release's; quadratic on long whitespace

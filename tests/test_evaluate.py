@@ -1,4 +1,5 @@
 """`medix-verl eval` end to end against loopback policy and judge servers."""
+
 import json
 import os
 import re
@@ -10,40 +11,91 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fixtures_data import rgb_jpeg
 from PIL import Image
 
 from data_prep.eval_sets import SCHEMA
-from fixtures_data import rgb_jpeg
-from medix_verl.fake_judge import FakeJudge
+from medix_verl.devkit.fake_judge import FakeJudge
 
 TASK_ROWS = {
     "mmlu_anatomy": [
-        {"id": "a1", "question": "Which bone?\n\nChoices:\nA. Femur\nB. Ulna", "choices": ["Femur", "Ulna"], "answer": "Ulna", "images": [], "kind": "mcq"},
-        {"id": "a2", "question": "Which muscle?\n\nChoices:\nA. Deltoid\nB. Biceps", "choices": ["Deltoid", "Biceps"], "answer": "Deltoid", "images": [], "kind": "mcq"},
-        {"id": "a3", "question": "UNDECIDABLE question", "choices": ["x", "y"], "answer": "x", "images": [], "kind": "mcq"},
+        {
+            "id": "a1",
+            "question": "Which bone?\n\nChoices:\nA. Femur\nB. Ulna",
+            "choices": ["Femur", "Ulna"],
+            "answer": "Ulna",
+            "images": [],
+            "kind": "mcq",
+        },
+        {
+            "id": "a2",
+            "question": "Which muscle?\n\nChoices:\nA. Deltoid\nB. Biceps",
+            "choices": ["Deltoid", "Biceps"],
+            "answer": "Deltoid",
+            "images": [],
+            "kind": "mcq",
+        },
+        {
+            "id": "a3",
+            "question": "UNDECIDABLE question",
+            "choices": ["x", "y"],
+            "answer": "x",
+            "images": [],
+            "kind": "mcq",
+        },
     ],
     "vqa_rad": [
-        {"id": "v1", "question": "Is there a fracture?", "choices": None, "answer": "yes", "images": [{"bytes": rgb_jpeg()}], "kind": "yes_no"},
-        {"id": "v2", "question": "Which organ?", "choices": None, "answer": "liver", "images": [{"bytes": rgb_jpeg(seed=3)}], "kind": "open"},
+        {
+            "id": "v1",
+            "question": "Is there a fracture?",
+            "choices": None,
+            "answer": "yes",
+            "images": [{"bytes": rgb_jpeg()}],
+            "kind": "yes_no",
+        },
+        {
+            "id": "v2",
+            "question": "Which organ?",
+            "choices": None,
+            "answer": "liver",
+            "images": [{"bytes": rgb_jpeg(seed=3)}],
+            "kind": "open",
+        },
     ],
     "mimic_cxr_summarization": [
-        {"id": "m1", "question": "Summarize: no consolidation.", "choices": None, "answer": "No acute process.", "images": [], "kind": "report"},
+        {
+            "id": "m1",
+            "question": "Summarize: no consolidation.",
+            "choices": None,
+            "answer": "No acute process.",
+            "images": [],
+            "kind": "report",
+        },
     ],
 }
-ANSWERS = {"Which bone?": "<think>the ulna is in the forearm</think> B. Ulna", "Which muscle?": "Biceps",
-           "Is there a fracture?": "<thinking>cortex broken</thinking>yes", "Which organ?": "the spleen",
-           "Summarize": "No acute findings.", "UNDECIDABLE": "x"}
+ANSWERS = {
+    "Which bone?": "<think>the ulna is in the forearm</think> B. Ulna",
+    "Which muscle?": "Biceps",
+    "Is there a fracture?": "<thinking>cortex broken</thinking>yes",
+    "Which organ?": "the spleen",
+    "Summarize": "No acute findings.",
+    "UNDECIDABLE": "x",
+}
 
 
 def write_tasks(data_dir):
     data_dir.mkdir(parents=True, exist_ok=True)
     for task, rows in TASK_ROWS.items():
-        pq.write_table(pa.Table.from_pylist([dict(r, task=task) for r in rows], schema=SCHEMA), data_dir / f"{task}.parquet")
+        pq.write_table(
+            pa.Table.from_pylist([dict(r, task=task) for r in rows], schema=SCHEMA), data_dir / f"{task}.parquet"
+        )
 
 
 def policy(payload):
     content = payload["messages"][-1]["content"]
-    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    text = (
+        content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    )
     if payload.get("temperature") != 0.0 or payload.get("max_tokens") != 2048:
         return "wrong sampling parameters"
     for key, answer in ANSWERS.items():
@@ -70,21 +122,44 @@ def judge_policy(payload):
     reference, prediction = ref.group(1).strip().lower(), ref.group(2).strip().lower()
     if len(messages) == 3 and "deltoid" in reference:  # flips once on re-evaluation: majority decides
         return '{"score": 1}'
-    return '{"score": %d}' % (1 if reference in prediction else 0)
+    return f'{{"score": {1 if reference in prediction else 0}}}'
 
 
 def eval_cmd(data_dir, out, model_url, judge_url, *extra):
-    return [sys.executable, "-m", "medix_verl.cli", "eval", "--tasks", "all", "--data-dir", str(data_dir),
-            "--model-url", model_url, "--model", "policy", "--judge-url", judge_url, "--judge-model", "judge",
-            "--output", str(out), "-q", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "medix_verl.cli",
+        "eval",
+        "--tasks",
+        "all",
+        "--data-dir",
+        str(data_dir),
+        "--model-url",
+        model_url,
+        "--model",
+        "policy",
+        "--judge-url",
+        judge_url,
+        "--judge-model",
+        "judge",
+        "--output",
+        str(out),
+        "-q",
+        *extra,
+    ]
 
 
 def test_eval_end_to_end(tmp_path):
     write_tasks(tmp_path / "data")
     JUDGE_LOG.clear()
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
-        proc = subprocess.run(eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     t = res["tasks"]
@@ -111,8 +186,21 @@ def test_eval_end_to_end(tmp_path):
     res["tasks"]["vqa_rad"]["accuracy"] = 100.0
     res["overall"] = 76.67
     (other / "results.json").write_text(json.dumps(res))
-    proc = subprocess.run([sys.executable, "-m", "medix_verl.cli", "eval-compare", str(tmp_path / "out"),
-                           str(other), "-o", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medix_verl.cli",
+            "eval-compare",
+            str(tmp_path / "out"),
+            str(other),
+            "-o",
+            str(tmp_path / "cmp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| task | out | other |" in proc.stdout
     assert "| vqa_rad | 50.00 | 100.00 |" in proc.stdout and "| overall | 60.00 | 76.67 |" in proc.stdout
@@ -120,8 +208,17 @@ def test_eval_end_to_end(tmp_path):
 
 
 def test_resume_after_kill_9(tmp_path):
-    many = [{"id": f"q{i}", "question": f"Which muscle? number {i}\n\nChoices:\nA. Deltoid\nB. Biceps",
-             "choices": ["Deltoid", "Biceps"], "answer": "Deltoid", "images": [], "kind": "mcq"} for i in range(12)]
+    many = [
+        {
+            "id": f"q{i}",
+            "question": f"Which muscle? number {i}\n\nChoices:\nA. Deltoid\nB. Biceps",
+            "choices": ["Deltoid", "Biceps"],
+            "answer": "Deltoid",
+            "images": [],
+            "kind": "mcq",
+        }
+        for i in range(12)
+    ]
     data = tmp_path / "data"
     data.mkdir()
     pq.write_table(pa.Table.from_pylist([dict(r, task="medqa") for r in many], schema=SCHEMA), data / "medqa.parquet")
@@ -151,8 +248,12 @@ def test_resume_after_kill_9(tmp_path):
 
 def test_missing_task_file_is_explained(tmp_path):
     (tmp_path / "data").mkdir()
-    proc = subprocess.run(eval_cmd(tmp_path / "data", tmp_path / "out", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")[:-1] + ["-q"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        eval_cmd(tmp_path / "data", tmp_path / "out", "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")[:-1] + ["-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "none of the all tasks' parquet files exist" in proc.stderr
 
 
@@ -163,11 +264,23 @@ def test_eval_recipe_with_running_servers(tmp_path):
     write_tasks(tmp_path / "data")
     root = Path(__file__).resolve().parent.parent
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
-        env = dict(os.environ, MODEL="org/some-model", MODEL_URL=model.url, JUDGE_URL=judge.url,
-                   DATA_DIR=str(tmp_path / "data"), OUT=str(tmp_path / "out"), TASKS="mmlu_anatomy,vqa_rad",
-                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-        proc = subprocess.run(["bash", str(root / "recipes" / "eval_medix_r1.sh"), "-q"], capture_output=True,
-                              text=True, timeout=300, env=env)
+        env = dict(
+            os.environ,
+            MODEL="org/some-model",
+            MODEL_URL=model.url,
+            JUDGE_URL=judge.url,
+            DATA_DIR=str(tmp_path / "data"),
+            OUT=str(tmp_path / "out"),
+            TASKS="mmlu_anatomy,vqa_rad",
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+        )
+        proc = subprocess.run(
+            ["bash", str(root / "recipes" / "eval_medix_r1.sh"), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(res["tasks"]) == {"mmlu_anatomy", "vqa_rad"} and res["run"]["model"] == "some-model"

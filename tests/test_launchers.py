@@ -1,5 +1,6 @@
 """recipes/ray_cluster.sh on one node for real: a Ray head on this machine, `run` waiting for the
 cluster and then starting a recipe (DRY_RUN) with RAY_ADDRESS and NNODES set."""
+
 import os
 import socket
 import subprocess
@@ -43,15 +44,21 @@ def test_head_then_run_a_recipe_on_the_cluster():
         assert f":{port}" in head.stdout
         ip = head.stdout.strip().split()[-1]  # "... worker IP:PORT"
         # a cluster of 2 nodes never comes: run gives up with a message
-        proc = _run("run", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh"),
-                    env={**env, "NNODES": "2", "WAIT_S": "3", "RAY_ADDRESS": ip})
+        proc = _run(
+            "run",
+            str(ROOT / "recipes" / "medix_r1_qwen_7b.sh"),
+            env={**env, "NNODES": "2", "WAIT_S": "3", "RAY_ADDRESS": ip},
+        )
         assert proc.returncode != 0 and "1 of 2 nodes" in proc.stderr
         # one node is the whole cluster: the recipe starts, attached to it (DRY_RUN: composes only)
-        proc = _run("run", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh"),
-                    env={**env, "NNODES": "1", "DRY_RUN": "1", "RAY_ADDRESS": ip})
+        proc = _run(
+            "run",
+            str(ROOT / "recipes" / "medix_r1_qwen_7b.sh"),
+            env={**env, "NNODES": "1", "DRY_RUN": "1", "RAY_ADDRESS": ip},
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "ray cluster ready: 1 nodes" in proc.stdout
-        cfg = yaml.safe_load(proc.stdout[proc.stdout.index("\n") + 1:])
+        cfg = yaml.safe_load(proc.stdout[proc.stdout.index("\n") + 1 :])
         assert cfg["trainer"]["nnodes"] == 1 and cfg["trainer"]["n_gpus_per_node"] == 0
     finally:
         _run("stop", env=env)

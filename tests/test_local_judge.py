@@ -1,5 +1,6 @@
 """The local judge server (SmolLM2 from its wheel, transformers) on 127.0.0.1, used through the
-project's own JudgeClient and the paper's judge request."""
+project's own ChatClient and the paper's judge request."""
+
 import asyncio
 import threading
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 @pytest.fixture(scope="module")
 def local_judge(smollm2_dir):
-    from medix_verl.local_judge import LocalJudge
+    from medix_verl.devkit.local_judge import LocalJudge
 
     judge = LocalJudge(smollm2_dir, threads=1)
     loop = asyncio.new_event_loop()
@@ -39,15 +40,17 @@ def local_judge(smollm2_dir):
 
 
 def test_paper_judge_request_gets_a_real_completion(local_judge):
-    from medix_verl.judge import JudgeClient, reply_text
+    from medix_verl.clients.chat import ChatClient, reply_text
     from reward_fns import PAPER_JUDGE_PARAMS, paper_judge_messages
 
     judge, url = local_judge
-    client = JudgeClient(url, "smollm2-135m-instruct", timeout=60, retries=0)
+    client = ChatClient(url, "smollm2-135m-instruct", timeout=60, retries=0)
 
     async def go():
         try:
-            return await client.complete_choice(paper_judge_messages("Left lung", "Left lung", "Where?"), PAPER_JUDGE_PARAMS)
+            return await client.complete_choice(
+                paper_judge_messages("Left lung", "Left lung", "Where?"), PAPER_JUDGE_PARAMS
+            )
         finally:
             await client.aclose()
 

@@ -1,4 +1,5 @@
 """Every training recipe's DRY_RUN composes against the installed verl with the published settings."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -13,8 +14,9 @@ def run(recipe, env=None, *extra):
     import sys
 
     full = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, **(env or {}))
-    return subprocess.run(["bash", str(ROOT / "recipes" / recipe), *extra], capture_output=True, text=True,
-                          timeout=180, env=full)
+    return subprocess.run(
+        ["bash", str(ROOT / "recipes" / recipe), *extra], capture_output=True, text=True, timeout=180, env=full
+    )
 
 
 def composed(recipe, env=None, *extra):
@@ -27,7 +29,11 @@ def check_shared(cfg):
     a, r = cfg["actor_rollout_ref"]["actor"], cfg["actor_rollout_ref"]["rollout"]
     assert cfg["data"]["train_batch_size"] == 512 and r["n"] == 5
     assert a["ppo_mini_batch_size"] == 128 and a["ppo_epochs"] == 1
-    assert a["optim"]["lr"] == 1e-6 and a["optim"]["weight_decay"] == 0.01 and a["optim"]["lr_scheduler_type"] == "constant"
+    assert (
+        a["optim"]["lr"] == 1e-6
+        and a["optim"]["weight_decay"] == 0.01
+        and a["optim"]["lr_scheduler_type"] == "constant"
+    )
     assert a["grad_clip"] == 1.0 and cfg["trainer"]["total_epochs"] == 2
     assert cfg["trainer"]["test_freq"] == 5 and cfg["trainer"]["save_freq"] == 5
     assert (r["temperature"], r["top_p"]) == (1.0, 1.0)
@@ -36,9 +42,9 @@ def check_shared(cfg):
     assert (cfg["data"]["max_prompt_length"], cfg["data"]["max_response_length"]) == (4352, 4096)
     assert a["fsdp_config"]["param_offload"] and a["fsdp_config"]["optimizer_offload"]
     rw = cfg["reward"]
-    assert rw["custom_reward_function"]["path"] == "pkg://medix_verl.reward"
+    assert rw["custom_reward_function"]["path"] == "pkg://medix_verl.verl.reward_fn"
     assert rw["reward_manager"]["name"] == "medix"
-    assert cfg["data"]["custom_cls"] == {"path": "pkg://medix_verl.dataset", "name": "MedixDataset"}
+    assert cfg["data"]["custom_cls"] == {"path": "pkg://medix_verl.verl.dataset", "name": "MedixDataset"}
     assert cfg["custom_reward_function"]["path"] is None  # the legacy key stays unset
     return a
 
@@ -57,13 +63,17 @@ def test_qwen3vl_8b_grpo():
     assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen3-VL-8B-Instruct"
 
 
-@pytest.mark.parametrize("size, model", [("2b", "Qwen/Qwen3-VL-2B-Instruct"), ("30b", "Qwen/Qwen3-VL-30B-A3B-Instruct")])
+@pytest.mark.parametrize(
+    "size, model", [("2b", "Qwen/Qwen3-VL-2B-Instruct"), ("30b", "Qwen/Qwen3-VL-30B-A3B-Instruct")]
+)
 def test_qwen3vl_dapo(size, model):
     cfg = composed("medix_r1_qwen3vl_dapo.sh", {"SIZE": size})
     a = check_shared(cfg)
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.28) and a["use_kl_loss"] is False
     assert cfg["data"]["gen_batch_size"] == 128
-    assert cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["metric"] == "score"
+    assert (
+        cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["metric"] == "score"
+    )
     band = cfg["trainer"]["v1"]["medix"]["group_filter"]
     assert band == {"rule": "mean_band", "low": 0.01, "high": 0.99, "max_tries": 20}
     assert cfg["trainer"]["v1"]["trainer_mode"] == "medix"
@@ -103,7 +113,8 @@ def test_real_run_without_gpus_stops_with_a_message():
 
     env = dict(os.environ, PYTHON=sys.executable, PATH="/usr/bin:/bin")  # no nvidia-smi here
     env.pop("DRY_RUN", None)
-    proc = subprocess.run(["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True,
-                          timeout=120, env=env)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 3
     assert "needs 8 GPUs per node" in proc.stderr and "has 0" in proc.stderr

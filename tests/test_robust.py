@@ -1,5 +1,6 @@
 """The robust preset: the red-team suite against a gullible judge, legitimate answers, strict
 verdicts, logprob verdicts, property-based parsing tests, and the calibration command."""
+
 import asyncio
 import json
 import subprocess
@@ -9,13 +10,13 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redteam_cases import LEGIT, REF, adversarial_cases, wrap
 
 import reward_fns as rf
-from medix_verl.fake_judge import FakeJudge
-from medix_verl.judge import JudgeClient
-from medix_verl.reward import MedixScorer
-from medix_verl.settings import RewardSettings
-from redteam_cases import LEGIT, REF, adversarial_cases, wrap
+from medix_verl.clients.chat import ChatClient
+from medix_verl.devkit.fake_judge import FakeJudge
+from medix_verl.reward.scorer import MedixScorer
+from medix_verl.reward.settings import RewardSettings
 
 CASES = adversarial_cases()
 
@@ -25,7 +26,7 @@ def gullible():
 
 
 def scorer_for(judge, minilm, preset="robust", **settings):
-    client = JudgeClient(judge.url, "m", backoff=0.01, max_error_rate=1.0)
+    client = ChatClient(judge.url, "m", backoff=0.01, max_error_rate=1.0)
     return MedixScorer(RewardSettings(preset=preset, **settings), judge=client, embedder=minilm)
 
 
@@ -44,7 +45,9 @@ def test_suite_is_big_enough():
 
 
 def test_red_team_earns_nothing_under_robust(minilm):
-    rows = [{"response": response, "ground_truth": REF, "question": "What is the diagnosis?"} for _, response, _, _ in CASES]
+    rows = [
+        {"response": response, "ground_truth": REF, "question": "What is the diagnosis?"} for _, response, _, _ in CASES
+    ]
     with gullible() as judge:
         results = score_all(scorer_for(judge, minilm), rows)
     assert judge.received == 0, "an adversarial answer reached the judge"
@@ -69,7 +72,7 @@ def test_legitimate_answers_keep_credit(minilm):
     rows = [{"response": wrap(answer, gt.split(">")[0] + ">"), "ground_truth": gt} for answer, gt in LEGIT]
     with gullible() as judge:
         results = score_all(scorer_for(judge, minilm), rows)
-    for (answer, gt), result in zip(LEGIT, results):
+    for (answer, _gt), result in zip(LEGIT, results):
         assert result["accuracy_llm"] == 1.0, (answer, result)
         assert result["format"] == 1.0 and result["modality"] == 1.0
         assert not any(result[k] for k in result if k.startswith("gate_")), (answer, result)
@@ -77,8 +80,16 @@ def test_legitimate_answers_keep_credit(minilm):
 
 def test_judge_sees_question_and_fenced_answer(minilm):
     with gullible() as judge:
-        score_all(scorer_for(judge, minilm), [{"response": wrap("Pneumonia of the left base"), "ground_truth": REF,
-                                               "question": "What is the diagnosis?"}])
+        score_all(
+            scorer_for(judge, minilm),
+            [
+                {
+                    "response": wrap("Pneumonia of the left base"),
+                    "ground_truth": REF,
+                    "question": "What is the diagnosis?",
+                }
+            ],
+        )
     content = judge.payloads[0]["messages"][0]["content"]
     assert "<<<QUESTION\nWhat is the diagnosis?\nQUESTION>>>" in content
     assert "<<<PREDICTED\nPneumonia of the left base\nPREDICTED>>>" in content
@@ -92,7 +103,10 @@ def test_strict_verdict_retries_once_then_judge_error(minilm):
     assert result["judge_error"] == 1.0 and result["accuracy_llm"] == 0.0
     assert judge.received == 2 and scorer.unparseable_verdicts == 2
     with FakeJudge(policy=lambda c: "The answer is YES") as judge:
-        (result,) = score_all(scorer_for(judge, minilm, preset="paper"), [{"response": wrap("Pneumonia of the left base"), "ground_truth": REF}])
+        (result,) = score_all(
+            scorer_for(judge, minilm, preset="paper"),
+            [{"response": wrap("Pneumonia of the left base"), "ground_truth": REF}],
+        )
     assert result["accuracy_llm"] == 1.0  # the paper rule reads YES anywhere
 
 
@@ -113,8 +127,12 @@ def test_yes_probability_threshold(minilm):
 def test_max_answer_chars_is_configurable(minilm):
     answer = "Left lower lobe pneumonia with air bronchograms"
     with gullible() as judge:
-        (short_cap,) = score_all(scorer_for(judge, minilm, max_answer_chars=20), [{"response": wrap(answer), "ground_truth": REF}])
-        (long_cap,) = score_all(scorer_for(judge, minilm, max_answer_chars=100), [{"response": wrap(answer), "ground_truth": REF}])
+        (short_cap,) = score_all(
+            scorer_for(judge, minilm, max_answer_chars=20), [{"response": wrap(answer), "ground_truth": REF}]
+        )
+        (long_cap,) = score_all(
+            scorer_for(judge, minilm, max_answer_chars=100), [{"response": wrap(answer), "ground_truth": REF}]
+        )
     assert short_cap["gate_too_long"] == 1.0 and short_cap["accuracy_llm"] == 0.0
     assert long_cap["gate_too_long"] == 0.0 and long_cap["accuracy_llm"] == 1.0
 
@@ -133,7 +151,14 @@ def test_parsers_never_crash(response, ground_truth):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["<thinking>", "</thinking>", "<answer>", "</answer>", " ", "x", "<", ">", "/", ":", "or", "\n"]), max_size=60))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["<thinking>", "</thinking>", "<answer>", "</answer>", " ", "x", "<", ">", "/", ":", "or", "\n"]
+        ),
+        max_size=60,
+    )
+)
 def test_markup_soup_never_crashes(tokens):
     text = "".join(tokens)
     assert rf.robust_format_reward(rf.normalize_response(text)) in (0.0, 1.0)
@@ -178,8 +203,23 @@ def test_one_megabyte_is_scored_in_linear_time(make, preset):
 # --------------------------------------------------------------------------- calibration
 def test_calibrate_embed_command(tmp_path, minilm_path):
     out = tmp_path / "cal.json"
-    proc = subprocess.run([sys.executable, "-m", "medix_verl.cli", "calibrate-embed", "--embed-model", minilm_path,
-                           "--embed-device", "cpu", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medix_verl.cli",
+            "calibrate-embed",
+            "--embed-model",
+            minilm_path,
+            "--embed-device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ROC AUC:" in proc.stdout and "best threshold (Youden J):" in proc.stdout
     assert "laterality (different)" in proc.stdout and "at the paper's threshold 0.8" in proc.stdout
@@ -188,10 +228,29 @@ def test_calibrate_embed_command(tmp_path, minilm_path):
     assert data["roc"][-1]["tpr"] == 1.0 and data["roc"][-1]["fpr"] == 1.0
 
 
+def test_calibration_thresholds_are_cosines_even_for_identical_texts():
+    # float32 unit vectors of identical texts have a dot product of 1.0000001: the offered
+    # threshold must still be one embed_threshold accepts
+    import numpy as np
+
+    from medix_verl.reward.calibrate import calibrate
+    from medix_verl.reward.settings import RewardSettings
+
+    class Identical:
+        def encode_now(self, texts):
+            v = np.full((len(texts), 3), 1 / np.sqrt(3), dtype=np.float32)
+            return v * np.float32(1.0000001)
+
+    pairs = [{"a": "x", "b": "x", "same": 1}, {"a": "y", "b": "y", "same": 0}]
+    cal = calibrate(pairs, Identical())
+    assert float(cal.thresholds.max()) <= 1.0 and cal.best_threshold <= 1.0
+    RewardSettings(embed_threshold=cal.best_threshold)
+
+
 def test_roc_on_separable_pairs():
     import numpy as np
 
-    from medix_verl.calibrate import roc
+    from medix_verl.reward.calibrate import roc
 
     cal = roc(np.array([0.95, 0.9, 0.85, 0.5, 0.4, 0.3]), np.array([1, 1, 1, 0, 0, 0]))
     assert cal.auc == pytest.approx(1.0) and cal.best_threshold == pytest.approx(0.85)
@@ -201,13 +260,24 @@ def test_roc_on_separable_pairs():
 def test_bad_pairs_file(tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"a": "x", "b": "y", "same": 1}\n{"a": "x", "b": 2, "same": 0}\n')
-    proc = subprocess.run([sys.executable, "-m", "medix_verl.cli", "calibrate-embed", "--pairs", str(bad),
-                           "--embed-model", "x"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medix_verl.cli", "calibrate-embed", "--pairs", str(bad), "--embed-model", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "p.jsonl:2: need string fields 'a' and 'b'" in proc.stderr
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.sampled_from(["<thinking>", "</thinking>", "<answer>", "</answer>", " ", "\n", "\u3000", "\t ", "x", "<", ">", "/", "."]), max_size=14))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["<thinking>", "</thinking>", "<answer>", "</answer>", " ", "\n", "\u3000", "\t ", "x", "<", ">", "/", "."]
+        ),
+        max_size=14,
+    )
+)
 def test_linear_paper_rules_equal_the_release_regexes(tokens):
     """The paper preset's linear-time rules give exactly what the release's regexes give."""
     from reward_fns import rules
@@ -224,7 +294,9 @@ def test_linear_paper_rules_equal_the_release_regexes(tokens):
 def test_max_answer_chars_above_the_default_is_honoured(minilm):
     answer = "consolidation " * 30  # 420 chars: over the default cap, under the configured one
     with gullible() as judge:
-        (raised,) = score_all(scorer_for(judge, minilm, max_answer_chars=1000), [{"response": wrap(answer), "ground_truth": REF}])
+        (raised,) = score_all(
+            scorer_for(judge, minilm, max_answer_chars=1000), [{"response": wrap(answer), "ground_truth": REF}]
+        )
         (default,) = score_all(scorer_for(judge, minilm), [{"response": wrap(answer), "ground_truth": REF}])
     assert raised["gate_too_long"] == 0.0 and raised["accuracy_llm"] == 1.0
     assert default["gate_too_long"] == 1.0 and default["accuracy_llm"] == 0.0

@@ -1,4 +1,5 @@
 """Spec section 4, rule by rule, for the paper preset."""
+
 import pytest
 
 import reward_fns as rf
@@ -9,7 +10,10 @@ from reward_fns import rules
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("< X_RAY >\n<thinking>\n r \n</thinking>\n\n<answer> a </answer>", "<X_RAY><thinking>r</thinking><answer>a</answer>"),
+        (
+            "< X_RAY >\n<thinking>\n r \n</thinking>\n\n<answer> a </answer>",
+            "<X_RAY><thinking>r</thinking><answer>a</answer>",
+        ),
         ("a / b", "a/b"),
         ("1 < 2 and 3 > 2", "1<2 and 3>2"),
         ("no markup at all", "no markup at all"),
@@ -177,7 +181,11 @@ def test_paper_weights_exact(j, e, m, f):
 
 def test_result_keys_are_stable():
     s = rf.prepare("garbage", "<OTHER> x y")
-    out = rf.score_without_models(s) if s.route != rf.ROUTE_MODEL else rf.assemble(s, rf.PAPER_WEIGHTS, accuracy_llm=0, accuracy_embed=0)
+    out = (
+        rf.score_without_models(s)
+        if s.route != rf.ROUTE_MODEL
+        else rf.assemble(s, rf.PAPER_WEIGHTS, accuracy_llm=0, accuracy_embed=0)
+    )
     assert tuple(out) == rf.RESULT_KEYS
 
 

@@ -1,14 +1,16 @@
 """MedixScorer: the composite reward end to end with a loopback judge and the real MiniLM embedder."""
+
 import asyncio
 import textwrap
 
 import pytest
 
 import reward_fns as rf
-from medix_verl.fake_judge import FakeJudge
-from medix_verl.judge import JudgeClient, JudgeUnavailableError
-from medix_verl.reward import MedixScorer, compute_score
-from medix_verl.settings import RewardSettings
+from medix_verl.clients.chat import ChatClient, ServerUnavailableError
+from medix_verl.devkit.fake_judge import FakeJudge
+from medix_verl.reward.scorer import MedixScorer
+from medix_verl.reward.settings import RewardSettings
+from medix_verl.verl.reward_fn import compute_score
 
 
 def resp(answer, tag="<CT_SCAN>"):
@@ -16,7 +18,7 @@ def resp(answer, tag="<CT_SCAN>"):
 
 
 def make_scorer(judge, minilm, **settings):
-    client = JudgeClient(judge.url, "m", backoff=0.01, **settings.pop("client", {}))
+    client = ChatClient(judge.url, "m", backoff=0.01, **settings.pop("client", {}))
     return MedixScorer(RewardSettings(**settings), judge=client, embedder=minilm)
 
 
@@ -32,7 +34,9 @@ def score(scorer, *args, **kwargs):
 
 def test_full_credit_paraphrase(minilm):
     with FakeJudge() as judge:
-        out = score(make_scorer(judge, minilm), resp("left lower lobe pneumonia"), "<CT_SCAN> Pneumonia in the left lower lobe")
+        out = score(
+            make_scorer(judge, minilm), resp("left lower lobe pneumonia"), "<CT_SCAN> Pneumonia in the left lower lobe"
+        )
     # lenient fake judge: neither contains the other -> NO; embedding: paraphrase -> 1
     assert out["accuracy_llm"] == 0.0 and out["accuracy_embed"] == 1.0
     assert out["score"] == pytest.approx(0.9 * (0.375 + 0.05) + 0.1)
@@ -73,7 +77,7 @@ def test_failed_request_marks_judge_error(minilm):
 
 def test_dead_judge_raises(minilm):
     scorer = MedixScorer(RewardSettings(judge_url="http://127.0.0.1:9/v1", judge_retries=0), embedder=minilm)
-    with pytest.raises(JudgeUnavailableError, match="127.0.0.1:9"):
+    with pytest.raises(ServerUnavailableError, match="127.0.0.1:9"):
         score(scorer, resp("pleural effusion"), "<CT_SCAN> effusion of the pleura")
 
 
@@ -98,7 +102,7 @@ def test_score_many_keeps_order_and_checks_error_rate(minilm):
     assert [o["accuracy_llm"] for o in out] == [1.0] * 30
     with FakeJudge(status=500) as judge:
         scorer = make_scorer(judge, minilm, client={"retries": 0, "max_error_rate": 0.5, "min_calls_for_rate": 1000})
-        with pytest.raises(JudgeUnavailableError, match="in this scoring call"):
+        with pytest.raises(ServerUnavailableError, match="in this scoring call"):
             asyncio.run(scorer.score_many(rows[:5]))
 
 

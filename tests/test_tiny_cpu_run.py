@@ -3,6 +3,7 @@ the tiny offline Qwen2.5-VL, synthetic MediX data through data_prep, SmolLM2 as 
 local OpenAI-compatible server, and the composite reward. Asserts what the run must show: the
 steps ran, every reward part was logged each step, and the trained weights differ from the start.
 """
+
 import json
 import os
 import subprocess
@@ -22,7 +23,10 @@ def tiny_run(tmp_path_factory):
     env.pop("VERL_PLATFORM", None)  # the recipe sets it for its own processes
     proc = subprocess.run(
         ["bash", str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"), "--workdir", str(workdir), "--steps", str(STEPS)],
-        capture_output=True, text=True, timeout=1200, env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
     )
     summary_file = workdir / "summary.json"
     assert summary_file.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -63,7 +67,15 @@ def test_every_reward_part_logged_each_step(tiny_run):
     rows = step_rows(workdir)
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     for row in rows:
-        for part in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length", "response_length"):
+        for part in (
+            "score",
+            "accuracy_llm",
+            "accuracy_embed",
+            "format",
+            "modality",
+            "answer_length",
+            "response_length",
+        ):
             value = row[f"reward/{part}/mean"]
             assert isinstance(value, float), (part, value)
         assert 0.0 <= row["reward/judge_error_rate"] <= 1.0
@@ -79,7 +91,7 @@ def test_images_reached_the_rollout_and_data_went_through_data_prep(tiny_run):
     _, _, workdir = tiny_run
     log = (workdir / "train.log").read_text(errors="replace")
     assert "Traceback" not in log
-    line = next(l for l in log.splitlines() if "hf_cpu rollout replica 0: first request with images" in l)
+    line = next(x for x in log.splitlines() if "hf_cpu rollout replica 0: first request with images" in x)
     assert "image tokens" in line and "grid [[1," in line
     stats = json.loads((workdir / "data" / "train.stats.json").read_text())
     assert stats["rows_in"] == stats["rows_out"] == 24 and stats["rows_rejected"] == 0, stats
@@ -90,8 +102,13 @@ def test_merge_checkpoint_script_gives_a_loadable_hf_folder(tiny_run, tmp_path):
     _, _, workdir = tiny_run
     step = workdir / "checkpoints" / f"global_step_{STEPS}"
     target = tmp_path / "hf"
-    proc = subprocess.run(["bash", str(ROOT / "recipes" / "merge_checkpoint.sh"), str(step), str(target)],
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "merge_checkpoint.sh"), str(step), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHON=sys.executable),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import torch
     from safetensors.torch import load_file
@@ -107,7 +124,9 @@ def test_merge_checkpoint_script_gives_a_loadable_hf_folder(tiny_run, tmp_path):
 
 
 def test_merge_checkpoint_script_rejects_a_folder_without_shards(tmp_path):
-    proc = subprocess.run(["bash", str(ROOT / "recipes" / "merge_checkpoint.sh"), str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "merge_checkpoint.sh"), str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "has no FSDP shards" in proc.stderr
 
 
@@ -119,11 +138,24 @@ def test_release_group_rule_filters_then_gives_up(tiny_run, tmp_path):
     for name in ("data", "model_init", "smollm2"):
         (tmp_path / name).symlink_to(workdir / name)
     proc = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"), "--workdir", str(tmp_path), "--steps", "1", "--",
-         "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=score",
-         "trainer.v1.medix.group_filter.rule=mean_band", "trainer.v1.medix.group_filter.low=0.99",
-         "trainer.v1.medix.group_filter.high=1.0", "trainer.v1.medix.group_filter.max_tries=1"],
-        capture_output=True, text=True, timeout=900,
+        [
+            "bash",
+            str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"),
+            "--workdir",
+            str(tmp_path),
+            "--steps",
+            "1",
+            "--",
+            "algorithm.filter_groups.enable=true",
+            "algorithm.filter_groups.metric=score",
+            "trainer.v1.medix.group_filter.rule=mean_band",
+            "trainer.v1.medix.group_filter.low=0.99",
+            "trainer.v1.medix.group_filter.high=1.0",
+            "trainer.v1.medix.group_filter.max_tries=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert proc.returncode == 0 and summary["problems"] == [], proc.stdout[-4000:]

@@ -1,21 +1,28 @@
 """The reward inside verl 0.9.1's real reward loop: hydra-composed config, load_reward_manager,
 a real DataProto, run_single, and RewardLoopWorker.compute_score_batch."""
+
 import pytest
 import torch
-
 from helpers import compose_verl_config, make_dataproto
-from medix_verl.fake_judge import FakeJudge
+
+from medix_verl.devkit.fake_judge import FakeJudge
 
 ROWS = [
-    {"response": "<CT_SCAN><thinking>r</thinking><answer>Pneumothorax</answer>", "ground_truth": "<CT_SCAN> Pneumothorax"},
-    {"response": "<X_RAY><thinking>r</thinking><answer>right pleural effusion</answer>", "ground_truth": "<CT_SCAN> pleural effusion"},
+    {
+        "response": "<CT_SCAN><thinking>r</thinking><answer>Pneumothorax</answer>",
+        "ground_truth": "<CT_SCAN> Pneumothorax",
+    },
+    {
+        "response": "<X_RAY><thinking>r</thinking><answer>right pleural effusion</answer>",
+        "ground_truth": "<CT_SCAN> pleural effusion",
+    },
     {"response": "no format at all", "ground_truth": "<MRI_SCAN> glioma"},
 ]
 
 
 @pytest.fixture(scope="module")
 def qwen_tok(tmp_path_factory):
-    from medix_verl.tiny import build_qwen_tokenizer
+    from medix_verl.devkit.tiny import build_qwen_tokenizer
 
     path = tmp_path_factory.mktemp("qwen_tok")
     tok = build_qwen_tokenizer(path)
@@ -26,7 +33,7 @@ def _overrides(judge, minilm_path, tok_path, manager):
     kw = "reward.custom_reward_function.reward_kwargs"
     return [
         f"actor_rollout_ref.model.path={tok_path}",
-        "reward.custom_reward_function.path=pkg://medix_verl.reward",
+        "reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn",
         "reward.custom_reward_function.name=compute_score",
         f"+{kw}.judge_url={judge.url}",
         f"+{kw}.judge_model=fake",
@@ -40,7 +47,7 @@ MANAGERS = {
     "medix-plugin": ["reward.reward_manager.name=medix"],
     "medix-importlib": [
         "reward.reward_manager.source=importlib",
-        "reward.reward_manager.module.path=pkg://medix_verl.reward_manager",
+        "reward.reward_manager.module.path=pkg://medix_verl.verl.reward_manager",
         "reward.reward_manager.name=MedixRewardManager",
     ],
     "naive+compute_score": ["reward.reward_manager.name=naive"],
@@ -72,7 +79,10 @@ def test_load_reward_manager_and_run_single(manager, qwen_tok, minilm_path):
         assert first["response_length"] == len(tok.encode(ROWS[0]["response"])) + 1
         # characters of the extracted answer: the <answer> block, else the whole (normalised) text
         assert (first["answer_length"], second["answer_length"], third["answer_length"]) == (
-            len("Pneumothorax"), len("right pleural effusion"), len("no format at all"))
+            len("Pneumothorax"),
+            len("right pleural effusion"),
+            len("no format at all"),
+        )
         assert judge.received == 2  # exact match needs no call; row 3's whole-text answer goes to the judge
     rm = type(mgr).assemble_rm_scores(data, [o["reward_score"] for o in outs])
     assert rm.shape == data.batch["responses"].shape
@@ -98,7 +108,11 @@ def test_verl_managed_judge_uses_router_address(qwen_tok, minilm_path):
 
     tok_path, tok = qwen_tok
     with FakeJudge() as judge:
-        overrides = [o for o in _overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"]) if "judge_url" not in o and "judge_model" not in o]
+        overrides = [
+            o
+            for o in _overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"])
+            if "judge_url" not in o and "judge_model" not in o
+        ]
         overrides.append("reward.reward_model.model_path=Qwen/Qwen3-4B-Instruct-2507")
         config = compose_verl_config(overrides)
         router = f"127.0.0.1:{judge.port}"

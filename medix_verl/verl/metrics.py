@@ -1,5 +1,5 @@
 """Per-part reward metrics for a training step, from the ``reward_extra_info`` verl keeps for
-every trajectory (what :class:`medix_verl.reward_manager.MedixRewardManager` returns).
+every trajectory (what :class:`medix_verl.verl.reward_manager.MedixRewardManager` returns).
 
 >>> infos = [
 ...     {"score": 1.0, "accuracy_llm": 1.0, "accuracy_embed": 1.0, "format": 1.0, "modality": 1.0,
@@ -21,10 +21,12 @@ advantage and contributes no policy gradient):
 >>> group_spread_metrics({"a": [0.5, 0.5, 0.5], "b": [0.1, 0.9, 0.1], "c": [1.0]})
 {'reward/groups': 3, 'reward/flat_group_ratio': 0.6666666666666666}
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 PREFIX = "reward"
 #: logged as a rate, not a mean (same number, clearer name)

@@ -7,6 +7,7 @@ sample's score. The MIMIC report tasks use a 0-5 rubric: the mean of the three r
 
 Every finished sample is appended to ``OUT/samples.jsonl``; a re-run does only what is missing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,13 +19,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .judge import JudgeClient, JudgeRequestError, reply_text
+from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
+
+from ..clients.chat import ChatClient, ChatRequestError, reply_text
 
 GEN_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 2048}
 JUDGE_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 256, "chat_template_kwargs": {"enable_thinking": False}}
-RUBRIC_TASKS = ("mimic_cxr_summarization", "mimic_cxr_generation")
 _THINK_END = re.compile(r"</think(?:ing)?>")
 
 JUDGE_BINARY = (
@@ -94,13 +95,6 @@ def combine_rounds(scores: list[int], rubric: bool) -> float:
 
 
 # ----------------------------------------------------------------------------- data
-TEXT_TASKS = (
-    "mmlu_clinical_knowledge", "mmlu_college_biology", "mmlu_college_medicine", "mmlu_medical_genetics",
-    "mmlu_professional_medicine", "mmlu_anatomy", "medmcqa", "medqa", "usmle_sa", "pubmedqa", "mimic_cxr_summarization",
-)
-IMAGE_TASKS = ("slake", "vqa_rad", "path_vqa", "pmc_vqa", "pmc_vqa_hard", "mimic_cxr_generation")
-
-
 def resolve_tasks(spec: str, data_dir: Path) -> list[str]:
     if spec == "all":
         names = list(TEXT_TASKS + IMAGE_TASKS)
@@ -110,6 +104,9 @@ def resolve_tasks(spec: str, data_dir: Path) -> list[str]:
         names = list(IMAGE_TASKS)
     else:
         names = [t.strip() for t in spec.split(",") if t.strip()]
+        unknown = [t for t in names if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; tasks: {', '.join(TASKS)} (or all, text, image)")
     missing = [t for t in names if not (data_dir / f"{t}.parquet").exists()]
     if missing:
         if spec in ("all", "text", "image"):
@@ -117,7 +114,9 @@ def resolve_tasks(spec: str, data_dir: Path) -> list[str]:
             if not names:
                 raise FileNotFoundError(f"{data_dir}: none of the {spec} tasks' parquet files exist")
         else:
-            raise FileNotFoundError(f"{data_dir}: no {', '.join(m + '.parquet' for m in missing)} (write them with data_prep.eval_sets)")
+            raise FileNotFoundError(
+                f"{data_dir}: no {', '.join(m + '.parquet' for m in missing)} (write them with data_prep.eval_sets)"
+            )
     return names
 
 
@@ -212,13 +211,20 @@ class Counters:
     unparseable: int = 0
 
 
-async def _judge_sample(judge: JudgeClient, sample: dict, prediction: str, rounds: int, verdict_retries: int,
-                        counters: Counters) -> tuple[list[int], str | None]:
-    rubric = sample["task"] in RUBRIC_TASKS
+async def _judge_sample(
+    judge: ChatClient, sample: dict, prediction: str, rounds: int, verdict_retries: int, counters: Counters
+) -> tuple[list[int], str | None]:
+    rubric = TASKS[sample["task"]].judging == "rubric"
     allowed = range(6) if rubric else range(2)
     template = JUDGE_RUBRIC if rubric else JUDGE_BINARY
-    messages = [{"role": "user", "content": template.format(question=sample["question"], reference=sample["answer"],
-                                                                prediction=prediction or "(empty)")}]
+    messages = [
+        {
+            "role": "user",
+            "content": template.format(
+                question=sample["question"], reference=sample["answer"], prediction=prediction or "(empty)"
+            ),
+        }
+    ]
     scores: list[int] = []
     for round_no in range(rounds):
         if round_no:
@@ -227,7 +233,7 @@ async def _judge_sample(judge: JudgeClient, sample: dict, prediction: str, round
         for attempt in range(verdict_retries + 1):
             try:
                 choice = await judge.complete_choice(messages, JUDGE_PARAMS, use_cache=attempt == 0)
-            except JudgeRequestError as exc:
+            except ChatRequestError as exc:
                 return scores, f"judge request failed in round {round_no + 1}: {exc}"
             reply = reply_text(choice)
             score = parse_score(reply, allowed)
@@ -236,7 +242,10 @@ async def _judge_sample(judge: JudgeClient, sample: dict, prediction: str, round
             counters.unparseable += 1
             judge.forget(messages, JUDGE_PARAMS)
         if score is None:
-            return scores, f"unparseable verdict in round {round_no + 1} after {verdict_retries + 1} tries: {reply[:120]!r}"
+            return (
+                scores,
+                f"unparseable verdict in round {round_no + 1} after {verdict_retries + 1} tries: {reply[:120]!r}",
+            )
         scores.append(score)
         messages.append({"role": "assistant", "content": reply})
     return scores, None
@@ -247,10 +256,23 @@ async def run_eval(cfg: EvalConfig) -> dict:
     samples = [s for t in tasks for s in load_samples(cfg.data_dir, t, cfg.limit)]
     log = SampleLog(cfg.output / "samples.jsonl")
     todo = [s for s in samples if (s["task"], str(s["id"])) not in log.done]
-    policy = JudgeClient(cfg.model_url, cfg.model, max_concurrency=cfg.max_concurrency, timeout=cfg.timeout,
-                         retries=cfg.retries, cache_size=0, max_error_rate=0.5)
-    judge = JudgeClient(cfg.judge_url, cfg.judge_model, max_concurrency=cfg.max_concurrency, timeout=cfg.judge_timeout,
-                        retries=cfg.retries, max_error_rate=0.5)
+    policy = ChatClient(
+        cfg.model_url,
+        cfg.model,
+        max_concurrency=cfg.max_concurrency,
+        timeout=cfg.timeout,
+        retries=cfg.retries,
+        cache_size=0,
+        max_error_rate=0.5,
+    )
+    judge = ChatClient(
+        cfg.judge_url,
+        cfg.judge_model,
+        max_concurrency=cfg.max_concurrency,
+        timeout=cfg.judge_timeout,
+        retries=cfg.retries,
+        max_error_rate=0.5,
+    )
     counters = Counters()
     bars = {}
     if cfg.progress:
@@ -262,19 +284,27 @@ async def run_eval(cfg: EvalConfig) -> dict:
 
     async def one(sample):
         async with limit:
-            record = {"task": sample["task"], "id": str(sample["id"]), "kind": sample["kind"], "answer": sample["answer"]}
+            record = {
+                "task": sample["task"],
+                "id": str(sample["id"]),
+                "kind": sample["kind"],
+                "answer": sample["answer"],
+            }
             try:
                 raw = await policy.complete(generation_messages(sample, cfg.system_prompt), GEN_PARAMS)
-            except JudgeRequestError as exc:
+            except ChatRequestError as exc:
                 counters.generation_failures += 1
-                record.update(raw_output=None, prediction=None, rounds=[], score=None,
-                              failure=f"generation failed: {exc}")
+                record.update(
+                    raw_output=None, prediction=None, rounds=[], score=None, failure=f"generation failed: {exc}"
+                )
             else:
                 prediction = cut_prediction(raw)
                 if "gen" in bars:
                     bars["gen"].update(1)
-                rounds, failure = await _judge_sample(judge, sample, prediction, cfg.rounds, cfg.verdict_retries, counters)
-                rubric = sample["task"] in RUBRIC_TASKS
+                rounds, failure = await _judge_sample(
+                    judge, sample, prediction, cfg.rounds, cfg.verdict_retries, counters
+                )
+                rubric = TASKS[sample["task"]].judging == "rubric"
                 score = None if failure else combine_rounds(rounds, rubric)
                 if failure:
                     counters.judge_failures += 1
@@ -294,9 +324,14 @@ async def run_eval(cfg: EvalConfig) -> dict:
         await judge.aclose()
     results = summarize(cfg.output, tasks, samples, log.done)
     results["run"] = {
-        "model": cfg.model, "judge_model": cfg.judge_model, "rounds": cfg.rounds, "new_samples": len(todo),
-        "resumed_samples": len(samples) - len(todo), "seconds": round(time.perf_counter() - started, 2),
-        "unparseable_verdicts": counters.unparseable, "generation_failures": counters.generation_failures,
+        "model": cfg.model,
+        "judge_model": cfg.judge_model,
+        "rounds": cfg.rounds,
+        "new_samples": len(todo),
+        "resumed_samples": len(samples) - len(todo),
+        "seconds": round(time.perf_counter() - started, 2),
+        "unparseable_verdicts": counters.unparseable,
+        "generation_failures": counters.generation_failures,
         "judge_failures": counters.judge_failures,
     }
     write_reports(cfg.output, results)
@@ -306,7 +341,9 @@ async def run_eval(cfg: EvalConfig) -> dict:
 def summarize(out: Path, tasks: list[str], samples: list[dict], done: dict) -> dict:
     per_task = {}
     for task in tasks:
-        recs = [done[(s["task"], str(s["id"]))] for s in samples if s["task"] == task and (s["task"], str(s["id"])) in done]
+        recs = [
+            done[(s["task"], str(s["id"]))] for s in samples if s["task"] == task and (s["task"], str(s["id"])) in done
+        ]
         scored = [r["score"] for r in recs if r.get("score") is not None]
         per_task[task] = {
             "n": len([s for s in samples if s["task"] == task]),
@@ -316,15 +353,18 @@ def summarize(out: Path, tasks: list[str], samples: list[dict], done: dict) -> d
             "generation_failures": sum(1 for r in recs if r.get("prediction") is None),
         }
     accs = [v["accuracy"] for v in per_task.values() if v["accuracy"] is not None]
-    return {"tasks": per_task, "overall": round(sum(accs) / len(accs), 2) if accs else None,
-            "overall_over": len(accs)}
+    return {"tasks": per_task, "overall": round(sum(accs) / len(accs), 2) if accs else None, "overall_over": len(accs)}
 
 
 def write_reports(out: Path, results: dict, title: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# {title or 'MediX-R1 evaluation'}", "", "| task | n | accuracy | judge failures | generation failures |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title or 'MediX-R1 evaluation'}",
+        "",
+        "| task | n | accuracy | judge failures | generation failures |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for task, v in results["tasks"].items():
         acc = "n/a" if v["accuracy"] is None else f"{v['accuracy']:.2f}"
         lines.append(f"| {task} | {v['n']} | {acc} | {v['judge_failures']} | {v['generation_failures']} |")
@@ -349,8 +389,15 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
         xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(labels))]
         bars = ax.bar(xs, [v or 0 for v in values], width, label=name)
         for bar, v in zip(bars, values):
-            ax.annotate("n/a" if v is None else f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                "n/a" if v is None else f"{v:.1f}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=40, ha="right")
     ax.set_ylabel("accuracy (%)")

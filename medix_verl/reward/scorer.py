@@ -2,19 +2,18 @@
 
 Use it three ways:
 
-* verl: ``reward.custom_reward_function.path=pkg://medix_verl.reward`` and
-  ``reward.custom_reward_function.name=compute_score`` (works with verl's ``naive`` manager or
-  with ours, ``reward.reward_manager.name=medix``); settings go in
-  ``reward.custom_reward_function.reward_kwargs`` (see :class:`~medix_verl.settings.RewardSettings`).
-* Python: ``scorer = MedixScorer(RewardSettings(...)); await scorer.score(response, ground_truth)``.
-* The CLI: ``medix-verl score``.
+* verl: :func:`medix_verl.verl.reward_fn.compute_score` (``reward.custom_reward_function``) and
+  the ``medix`` reward manager call :func:`get_scorer`;
+* Python: ``scorer = MedixScorer(RewardSettings(...)); await scorer.score(response, ground_truth)``;
+* the CLI: ``medix-verl score``.
 """
+
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from reward_fns import (
     ROUTE_EXACT,
@@ -27,10 +26,10 @@ from reward_fns import (
     prepare,
     yes_probability,
 )
-from reward_fns.composite import BUILTIN_PARTS
+from reward_fns.parts import BUILTIN_PARTS
 
-from .embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder, RemoteEmbedder
-from .judge import JudgeClient, JudgeRequestError, reply_text
+from ..clients.chat import ChatClient, ChatRequestError, reply_text
+from ..clients.embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder, RemoteEmbedder
 from .settings import DEFAULT_JUDGE_MODEL, RewardSettings
 
 
@@ -45,7 +44,7 @@ class MedixScorer:
         self,
         settings: RewardSettings | None = None,
         *,
-        judge: JudgeClient | None = None,
+        judge: ChatClient | None = None,
         embedder: BaseEmbedder | None = None,
         judge_url: str | None = None,
         judge_model: str | None = None,
@@ -66,12 +65,12 @@ class MedixScorer:
             self.judge_params.update({"logprobs": True, "top_logprobs": 5, "max_tokens": 1})
 
     # ------------------------------------------------------------------ construction
-    def _build_judge(self, url: str | None, model: str | None) -> JudgeClient | None:
+    def _build_judge(self, url: str | None, model: str | None) -> ChatClient | None:
         s = self.settings
         url = url or s.judge_url
         if not url:
             return None
-        return JudgeClient(
+        return ChatClient(
             url,
             model or s.judge_model or DEFAULT_JUDGE_MODEL,
             max_concurrency=s.judge_max_concurrency,
@@ -119,7 +118,12 @@ class MedixScorer:
     ) -> tuple[dict[str, float], PreparedSample]:
         """:meth:`score`, and the prepared sample it scored (extracted answer, route, gate)."""
         sample = prepare(
-            response, ground_truth, self.preset, data_source=data_source, question=question, extra_info=extra_info,
+            response,
+            ground_truth,
+            self.preset,
+            data_source=data_source,
+            question=question,
+            extra_info=extra_info,
             max_answer_chars=self.settings.max_answer_chars,
         )
         if sample.route == ROUTE_MODEL:
@@ -131,7 +135,12 @@ class MedixScorer:
         for name in self.custom_parts:
             custom[name] = await evaluate_part(name, sample)
         result = assemble(
-            sample, self.weights, accuracy_llm=llm, accuracy_embed=embed, judge_error=judge_error, custom=custom,
+            sample,
+            self.weights,
+            accuracy_llm=llm,
+            accuracy_embed=embed,
+            judge_error=judge_error,
+            custom=custom,
             gate_keys=self.preset.gate_keys,
         )
         self._account(result)
@@ -147,7 +156,7 @@ class MedixScorer:
         for attempt in range(self.preset.verdict_retries + 1):
             try:
                 choice = await self.judge.complete_choice(messages, self.judge_params, use_cache=attempt == 0)
-            except JudgeRequestError:
+            except ChatRequestError:
                 return 0.0, True
             verdict = self._verdict(choice)
             if verdict is not None:
@@ -177,7 +186,7 @@ class MedixScorer:
         """Score rows (keys ``response``, ``ground_truth``, optional ``data_source``, ``question``,
         ``extra_info``) concurrently, keeping order. At most ``window`` rows are in flight.
 
-        Raises :class:`~medix_verl.judge.JudgeUnavailableError` if the judge error rate of this
+        Raises :class:`~medix_verl.clients.chat.ServerUnavailableError` if the judge error rate of this
         call passes the threshold.
         """
         rows = list(rows)
@@ -239,50 +248,3 @@ def get_scorer(
         if scorer is None:
             scorer = _SCORERS[key] = MedixScorer(settings, judge_url=judge_url, judge_model=judge_model)
         return scorer
-
-
-_SETTINGS: dict[str, RewardSettings] = {}
-
-
-def _settings_for(kwargs: Mapping[str, Any]) -> RewardSettings:
-    key = json.dumps(kwargs, sort_keys=True, default=repr)
-    settings = _SETTINGS.get(key)
-    if settings is None:
-        settings = _SETTINGS[key] = RewardSettings.from_kwargs(kwargs)
-    return settings
-
-
-_CALL_KEYS = {"reward_router_address", "reward_model_tokenizer", "reward_model_path"}
-
-
-async def compute_score(
-    data_source: str | None,
-    solution_str: str,
-    ground_truth: str,
-    extra_info: Mapping[str, Any] | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """verl ``reward.custom_reward_function`` entry point (async).
-
-    ``kwargs`` are the :class:`RewardSettings` keys (from ``reward_kwargs``), plus what verl passes
-    per call: ``reward_router_address`` (the judge verl manages, when ``reward.reward_model.enable``)
-    and ``reward_model_tokenizer`` (ignored).
-
-    Returns ``score, format, modality, accuracy_llm, accuracy_embed, judge_error`` (and custom parts).
-    """
-    router = kwargs.pop("reward_router_address", None)
-    model_path = kwargs.pop("reward_model_path", None)
-    for key in _CALL_KEYS:
-        kwargs.pop(key, None)
-    settings = _settings_for(kwargs)
-    scorer = get_scorer(
-        settings,
-        judge_url=router,
-        judge_model=(settings.judge_model or model_path) if router else None,
-    )
-    question = None
-    if isinstance(extra_info, Mapping):
-        question = extra_info.get("question")
-    return await scorer.score(
-        solution_str, ground_truth, data_source=data_source, question=question, extra_info=extra_info
-    )

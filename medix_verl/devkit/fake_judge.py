@@ -1,13 +1,14 @@
 """A loopback OpenAI-compatible chat server that stands in for the judge in tests and benchmarks.
 
-It speaks enough of ``POST /v1/chat/completions`` for :class:`~medix_verl.judge.JudgeClient`, with
+It speaks enough of ``POST /v1/chat/completions`` for :class:`~medix_verl.clients.chat.ChatClient`, with
 a fixed service time, a concurrency capacity (requests beyond it queue, as in a real server) and
 failure modes: HTTP errors for the first attempts of each request (flaky), a random error rate,
 a fixed status, hanging, malformed bodies and reset connections. It binds 127.0.0.1 only.
 
     with FakeJudge(latency=0.05, capacity=8) as judge:
-        client = JudgeClient(judge.url, "fake")
+        client = ChatClient(judge.url, "fake")
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ import random
 import re
 import threading
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -123,7 +124,9 @@ class FakeJudge:
             reply = "YES" if p >= 0.5 else "NO"
             if payload.get("logprobs"):
                 top = [{"token": "YES", "logprob": math.log(p)}, {"token": "NO", "logprob": math.log(1 - p)}]
-                choice["logprobs"] = {"content": [{"token": reply, "logprob": math.log(max(p, 1 - p)), "top_logprobs": top}]}
+                choice["logprobs"] = {
+                    "content": [{"token": reply, "logprob": math.log(max(p, 1 - p)), "top_logprobs": top}]
+                }
         elif self.chat_policy is not None:
             reply = self.chat_policy(payload)
         else:
@@ -162,7 +165,7 @@ class FakeJudge:
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 
-    def start(self) -> "FakeJudge":
+    def start(self) -> FakeJudge:
         self._thread = threading.Thread(target=self._run, name="fake-judge", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -175,7 +178,7 @@ class FakeJudge:
         if self._thread is not None:
             self._thread.join(10)
 
-    def __enter__(self) -> "FakeJudge":
+    def __enter__(self) -> FakeJudge:
         return self.start()
 
     def __exit__(self, *exc) -> None:

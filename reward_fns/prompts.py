@@ -1,4 +1,5 @@
 """The training prompt of the MediX-R1 release (spec section 2), verbatim."""
+
 from __future__ import annotations
 
 # Three lines end with a trailing space, as released: after "<GRAPHICS>,", "<FUNDUS_PHOTOGRAPHY>," and "Question:".

@@ -6,8 +6,9 @@ the right, PNG or JPEG); the question asks where the lesion is or what the modal
 reference answer carries the modality tag, as in the published data. It exists so the CPU recipe
 and the tests run the real data path with nothing downloaded.
 
-    python -m medix_verl.synthetic --rows 16 --out raw/train.parquet --seed 0
+    python -m medix_verl.devkit.synthetic --rows 16 --out raw/train.parquet --seed 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,18 +69,24 @@ def make_rows(n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
         tag, source, mode = _KINDS[(i - i // 6) % len(_KINDS)]
         side = rng.choice(["left", "right"])
         if i % 6 == 5:
-            rows.append(dict(
-                id=f"{prefix}-{i}", image=[], source="synthetic_text",
-                problem="Which side of the heart receives deoxygenated blood from the body?",
-                solution="<OTHER> The right atrium",
-            ))
+            rows.append(
+                dict(
+                    id=f"{prefix}-{i}",
+                    image=[],
+                    source="synthetic_text",
+                    problem="Which side of the heart receives deoxygenated blood from the body?",
+                    solution="<OTHER> The right atrium",
+                )
+            )
             continue
         image = {"bytes": _encode(draw_scan(rng, mode, side), rng), "path": None}
         if i % 2:
             problem, answer = "On which side is the bright lesion?", f"{side.capitalize()} side"
         else:
             problem, answer = "What imaging modality is this?", _NAMES[tag]
-        rows.append(dict(id=f"{prefix}-{i}", image=[image], source=source, problem=problem, solution=f"<{tag}> {answer}"))
+        rows.append(
+            dict(id=f"{prefix}-{i}", image=[image], source=source, problem=problem, solution=f"<{tag}> {answer}")
+        )
     return rows
 
 
@@ -87,13 +94,15 @@ def write_parquet(rows: list[dict], path: str | Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("id", pa.string()),
-        ("image", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
-        ("source", pa.string()),
-        ("problem", pa.string()),
-        ("solution", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("image", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
+            ("source", pa.string()),
+            ("problem", pa.string()),
+            ("solution", pa.string()),
+        ]
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)

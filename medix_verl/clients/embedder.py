@@ -13,17 +13,21 @@ Two back-ends share the batching:
 * :class:`RemoteEmbedder`: an OpenAI-compatible ``/v1/embeddings`` endpoint (e.g. ``vllm serve
   --runner pooling``).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
 import weakref
-from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
+from cachetools import LRUCache
+
+from .chat import normalize_base_url
+from .retry import RetryPolicy, is_transient_status
 
 DEFAULT_EMBED_MODEL = "abhinand/MedEmbed-large-v0.1"
 
@@ -49,17 +53,16 @@ class BaseEmbedder:
         self.batch_size = int(batch_size)
         self.max_wait = float(max_wait_ms) / 1000.0
         self.cache_size = int(cache_size)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = weakref.WeakKeyDictionary()
+        self._cache: LRUCache[str, np.ndarray] | None = LRUCache(self.cache_size) if self.cache_size else None
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
         self.stats = {"texts": 0, "cache_hits": 0, "batches": 0, "encoded": 0}
 
     # ------------------------------------------------------------------ public API
     async def embed(self, text: str) -> np.ndarray:
         """The unit-norm embedding of one text (batched with concurrent callers)."""
         self.stats["texts"] += 1
-        hit = self._cache.get(text)
+        hit = self._cache.get(text) if self._cache is not None else None
         if hit is not None:
-            self._cache.move_to_end(text)
             self.stats["cache_hits"] += 1
             return hit
         loop = asyncio.get_running_loop()
@@ -104,7 +107,11 @@ class BaseEmbedder:
             if vectors.shape[0] != len(texts):
                 raise EmbedderError(f"embedder returned {vectors.shape[0]} vectors for {len(texts)} texts")
         except Exception as exc:  # every waiter sees the failure
-            err = exc if isinstance(exc, EmbedderError) else EmbedderError(f"{self.describe()}: {type(exc).__name__}: {exc}")
+            err = (
+                exc
+                if isinstance(exc, EmbedderError)
+                else EmbedderError(f"{self.describe()}: {type(exc).__name__}: {exc}")
+            )
             for fut in work.values():
                 if not fut.done():
                     fut.set_exception(err)
@@ -118,11 +125,8 @@ class BaseEmbedder:
                 fut.set_result(vec)
 
     def _cache_put(self, text: str, vec: np.ndarray) -> None:
-        if not self.cache_size:
-            return
-        self._cache[text] = vec
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if self._cache is not None:
+            self._cache[text] = vec
 
     # ------------------------------------------------------------------ back-end
     async def _encode_batch(self, texts: list[str]) -> np.ndarray:
@@ -208,19 +212,19 @@ class RemoteEmbedder(BaseEmbedder):
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (one request per batch)."""
 
     def __init__(self, base_url: str, model: str, *, timeout: float = 60.0, retries: int = 3, **kwargs):
-        from .judge import normalize_base_url
-
         super().__init__(**kwargs)
         self.url = normalize_base_url(base_url) + "/embeddings"
         self.model_name = model
         self.timeout = timeout
-        self.retries = retries
+        self.retry = RetryPolicy(retries=retries, backoff=0.25, backoff_max=4.0)
 
     async def _encode_batch(self, texts: list[str]) -> np.ndarray:
         import aiohttp
 
         last = None
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
+            transient = True
             try:
                 async with aiohttp.ClientSession() as session:
                     async with session.post(
@@ -234,11 +238,13 @@ class RemoteEmbedder(BaseEmbedder):
                             data.sort(key=lambda d: d["index"])
                             return np.asarray([d["embedding"] for d in data], dtype=np.float32)
                         last = f"HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
-                        if resp.status < 500 and resp.status != 429:
-                            break
+                        transient = is_transient_status(resp.status)
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(min(4.0, 0.25 * 2**attempt))
+            if not (transient and self.retry.should_retry(attempt)):
+                break
+            await asyncio.sleep(self.retry.delay(attempt))
+            attempt += 1
         raise EmbedderError(f"embeddings endpoint {self.url} failed: {last}")
 
     def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:

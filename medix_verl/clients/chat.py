@@ -1,38 +1,41 @@
-"""Async client for an LLM judge behind an OpenAI-compatible chat endpoint (vLLM is the target).
+"""Async client for an OpenAI-compatible chat endpoint (vLLM is the target): the reward's judge,
+the evaluation's judge and the evaluated policy server all go through it.
 
-Built for thousands of short YES/NO requests per training step:
+Built for thousands of short YES/NO judge requests per training step:
 
 * pooled keep-alive connections and a concurrency cap;
-* a per-request timeout, and retries with exponential backoff and jitter for transient
-  failures only (refused/reset connections, timeouts, 408, 429, 5xx); other 4xx are not retried;
+* a per-request timeout, and retries for transient failures only (refused/reset connections,
+  timeouts, 408, 429, 5xx; :mod:`medix_verl.clients.retry`); other 4xx are not retried;
 * de-duplication of identical in-flight requests and an LRU cache of replies (GRPO groups
   repeat short answers);
-* counters (:meth:`JudgeClient.stats`);
+* counters (:meth:`ChatClient.stats`);
 * a failure policy: one request that still fails is reported to the caller as a
-  :class:`JudgeRequestError` (the row gets ``judge_error=1``); a judge that cannot be reached,
-  that has never answered within the timeout, or whose recent error rate passes
-  ``max_error_rate`` raises :class:`JudgeUnavailableError`, naming the URL and the last error,
+  :class:`ChatRequestError` (a reward row gets ``judge_error=1``); a server that cannot be
+  reached, that has never answered within the timeout, or whose recent error rate passes
+  ``max_error_rate`` raises :class:`ServerUnavailableError`, naming the URL and the last error,
   so training stops instead of learning from zeros.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import random
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import aiohttp
+from cachetools import LRUCache
 
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+from .retry import RetryPolicy, is_transient_status, parse_retry_after
 
 
-class JudgeRequestError(Exception):
-    """One judge request failed for good (after its retries). The row gets ``judge_error=1``."""
+class ChatRequestError(Exception):
+    """One chat request failed for good (after its retries). A reward row gets ``judge_error=1``."""
 
     def __init__(self, message: str, *, transient: bool, kind: str):
         super().__init__(message)
@@ -40,8 +43,8 @@ class JudgeRequestError(Exception):
         self.kind = kind  # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol"
 
 
-class JudgeUnavailableError(RuntimeError):
-    """The judge is unusable: scoring must stop rather than carry on with zeros."""
+class ServerUnavailableError(RuntimeError):
+    """The server (judge or policy) is unusable: scoring must stop rather than carry on with zeros."""
 
 
 @dataclass
@@ -86,7 +89,7 @@ class _LoopState:
         )
 
 
-class JudgeClient:
+class ChatClient:
     """Ask an OpenAI-compatible server for chat completions, robustly.
 
     Args:
@@ -95,12 +98,12 @@ class JudgeClient:
         max_concurrency: requests in flight at once (also the connection pool size).
         timeout: seconds for one HTTP attempt.
         retries: further attempts after the first for transient failures.
-        backoff: base delay in seconds; attempt k waits ``min(backoff_max, backoff*2**k)`` times a
-            random factor in [0.5, 1.5] (or the server's ``Retry-After``, if longer).
+        backoff, backoff_max: the :class:`~medix_verl.clients.retry.RetryPolicy` delays.
         cache_size: replies kept (LRU); 0 disables the cache.
         max_error_rate: fraction of failed calls among the last ``error_window`` calls above which
-            the judge is declared unavailable, once at least ``min_calls_for_rate`` calls were made.
+            the server is declared unavailable, once at least ``min_calls_for_rate`` calls were made.
         api_key: sent as a bearer token; defaults to ``$OPENAI_API_KEY`` if set.
+        role: what the server is, for messages (``"judge"``, ``"policy server"``).
     """
 
     def __init__(
@@ -118,41 +121,44 @@ class JudgeClient:
         error_window: int = 200,
         min_calls_for_rate: int = 20,
         api_key: str | None = None,
+        role: str = "judge",
     ):
         if not model:
-            raise ValueError("judge model name is empty: pass the served model name (vLLM --served-model-name)")
+            raise ValueError(f"{role} model name is empty: pass the served model name (vLLM --served-model-name)")
         if max_concurrency < 1 or timeout <= 0 or retries < 0:
             raise ValueError(
-                f"invalid judge client settings: max_concurrency={max_concurrency}, timeout={timeout}, retries={retries}"
+                f"invalid {role} client settings: max_concurrency={max_concurrency}, timeout={timeout}, retries={retries}"
             )
+        if not (base_url or "").strip():
+            raise ValueError(f"{role} URL is empty")
         self.base_url = normalize_base_url(base_url)
         self.url = self.base_url + "/chat/completions"
         self.model = model
         self.max_concurrency = int(max_concurrency)
         self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.backoff_max = float(backoff_max)
+        self.retry = RetryPolicy(int(retries), float(backoff), float(backoff_max))
+        self.retries = self.retry.retries
+        self.role = role
         self.cache_size = int(cache_size)
         self.max_error_rate = float(max_error_rate)
         self.min_calls_for_rate = int(min_calls_for_rate)
         self._window: deque[bool] = deque(maxlen=int(error_window))
-        self._cache: OrderedDict[str, dict] = OrderedDict()
-        self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
+        self._cache: LRUCache[str, dict] | None = LRUCache(self.cache_size) if self.cache_size else None
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json"}
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self.stats = JudgeStats()
         self.last_error: str | None = None
-        self._fatal: JudgeUnavailableError | None = None
+        self._fatal: ServerUnavailableError | None = None
 
     # ------------------------------------------------------------------ public API
     async def complete(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> str:
         """The reply text for one chat request (cached and de-duplicated).
 
-        Raises :class:`JudgeRequestError` when this request failed for good and
-        :class:`JudgeUnavailableError` when the judge as a whole is unusable.
+        Raises :class:`ChatRequestError` when this request failed for good and
+        :class:`ServerUnavailableError` when the server as a whole is unusable.
         """
         return reply_text(await self.complete_choice(messages, params))
 
@@ -193,7 +199,8 @@ class JudgeClient:
 
     def forget(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> None:
         """Drop a cached reply (e.g. one that could not be parsed)."""
-        self._cache.pop(self._key(messages, params)[0], None)
+        if self._cache is not None:
+            self._cache.pop(self._key(messages, params)[0], None)
 
     def _key(self, messages, params) -> tuple[str, dict]:
         payload = {"model": self.model, "messages": list(messages), **dict(params or {})}
@@ -219,30 +226,22 @@ class JudgeClient:
         return state
 
     def _cache_get(self, key: str) -> dict | None:
-        if not self.cache_size:
-            return None
-        reply = self._cache.get(key)
-        if reply is not None:
-            self._cache.move_to_end(key)
-        return reply
+        return self._cache.get(key) if self._cache is not None else None
 
     def _cache_put(self, key: str, reply: dict) -> None:
-        if not self.cache_size:
-            return
-        self._cache[key] = reply
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if self._cache is not None:
+            self._cache[key] = reply
 
     async def _request_with_retries(self, state: _LoopState, payload: dict) -> dict:
         attempt = 0
         while True:
             try:
                 reply = await self._request_once(state, payload)
-            except JudgeRequestError as err:
+            except ChatRequestError as err:
                 self.last_error = str(err)
-                if err.transient and attempt < self.retries:
+                if err.transient and self.retry.should_retry(attempt):
                     self.stats.retries += 1
-                    await asyncio.sleep(self._delay(attempt, getattr(err, "retry_after", None)))
+                    await asyncio.sleep(self.retry.delay(attempt, getattr(err, "retry_after", None)))
                     attempt += 1
                     continue
                 self.stats.errors += 1
@@ -250,12 +249,6 @@ class JudgeClient:
                 raise
             self._record(True, None)
             return reply
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.backoff_max, self.backoff * (2**attempt)) * random.uniform(0.5, 1.5)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max * 4))
-        return delay
 
     async def _request_once(self, state: _LoopState, payload: dict) -> dict:
         async with state.semaphore:
@@ -269,33 +262,33 @@ class JudgeClient:
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
             except asyncio.TimeoutError:
-                raise JudgeRequestError(
+                raise ChatRequestError(
                     f"no answer within {self.timeout:g}s from {self.url}", transient=True, kind="timeout"
                 ) from None
             except aiohttp.ClientConnectorError as exc:
-                raise JudgeRequestError(f"cannot connect to {self.url}: {exc}", transient=True, kind="connect") from None
+                raise ChatRequestError(f"cannot connect to {self.url}: {exc}", transient=True, kind="connect") from None
             except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-                raise JudgeRequestError(
+                raise ChatRequestError(
                     f"connection to {self.url} broke: {type(exc).__name__}: {exc}", transient=True, kind="broken"
                 ) from None
             except aiohttp.ClientError as exc:
-                raise JudgeRequestError(
+                raise ChatRequestError(
                     f"request to {self.url} failed: {type(exc).__name__}: {exc}", transient=True, kind="broken"
                 ) from None
             elapsed = time.perf_counter() - started
         if status != 200:
             text = body[:300].decode("utf-8", "replace")
-            err = JudgeRequestError(
-                f"{self.url} answered HTTP {status}: {text}", transient=status in TRANSIENT_STATUS, kind="http"
+            err = ChatRequestError(
+                f"{self.url} answered HTTP {status}: {text}", transient=is_transient_status(status), kind="http"
             )
-            err.retry_after = _parse_retry_after(retry_after)
+            err.retry_after = parse_retry_after(retry_after)
             raise err
         try:
             choice = json.loads(body)["choices"][0]
             if not isinstance(choice.get("message"), dict):
                 raise KeyError("message")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise JudgeRequestError(
+            raise ChatRequestError(
                 f"{self.url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
                 transient=False,
                 kind="protocol",
@@ -306,30 +299,30 @@ class JudgeClient:
         self.stats.latencies.append(elapsed)
         return choice
 
-    def _record(self, ok: bool, err: JudgeRequestError | None) -> None:
+    def _record(self, ok: bool, err: ChatRequestError | None) -> None:
         self._window.append(ok)
         if ok or err is None:
             return
         if err.kind == "connect":
-            self._fail(f"judge unreachable at {self.url} after {self.retries + 1} attempts: {err}")
+            self._fail(f"{self.role} unreachable at {self.url} after {self.retries + 1} attempts: {err}")
         if err.kind == "timeout" and self.stats.succeeded == 0:
-            self._fail(f"judge at {self.url} never answered within {self.timeout:g}s: {err}")
+            self._fail(f"{self.role} at {self.url} never answered within {self.timeout:g}s: {err}")
         failures = self._window.count(False)
         if len(self._window) >= self.min_calls_for_rate and failures / len(self._window) > self.max_error_rate:
             self._fail(
-                f"judge error rate {failures}/{len(self._window)} over the last calls passed "
+                f"{self.role} error rate {failures}/{len(self._window)} over the last calls passed "
                 f"max_error_rate={self.max_error_rate:g} at {self.url}; last error: {err}"
             )
 
     def _fail(self, message: str) -> None:
-        self._fatal = JudgeUnavailableError(message)
+        self._fatal = ServerUnavailableError(message)
         raise self._fatal
 
     def check_error_rate(self, calls: int, errors: int) -> None:
-        """Raise :class:`JudgeUnavailableError` if ``errors/calls`` of one scoring call passes the threshold."""
+        """Raise :class:`ServerUnavailableError` if ``errors/calls`` of one scoring call passes the threshold."""
         if calls and errors / calls > self.max_error_rate:
             self._fail(
-                f"judge error rate {errors}/{calls} in this scoring call passed max_error_rate="
+                f"{self.role} error rate {errors}/{calls} in this scoring call passed max_error_rate="
                 f"{self.max_error_rate:g} at {self.url}; last error: {self.last_error}"
             )
 
@@ -348,7 +341,7 @@ def normalize_base_url(url: str) -> str:
     """
     url = url.strip().rstrip("/")
     if not url:
-        raise ValueError("judge URL is empty")
+        raise ValueError("server URL is empty")
     if "://" not in url:
         url = "http://" + url
     if url.endswith("/chat/completions"):
@@ -357,10 +350,3 @@ def normalize_base_url(url: str) -> str:
     if "/" not in scheme_host:
         url += "/v1"
     return url
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

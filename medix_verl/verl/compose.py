@@ -1,11 +1,12 @@
 """Compose a MediX-R1 training config against the installed verl, without GPUs.
 
-    python -m medix_verl.compose [OVERRIDES...]          # print the composed config as YAML
+    python -m medix_verl.verl.compose [OVERRIDES...]          # print the composed config as YAML
 
 Used by ``DRY_RUN=1 bash recipes/<recipe>.sh``. Exits non-zero, naming the key, when an
 override is unknown to verl 0.9.1 (hydra's own check) or sets a legacy key that verl 0.9.1's
 reward loop silently ignores (top-level ``custom_reward_function.*`` and ``reward_model.*``).
 """
+
 from __future__ import annotations
 
 import sys
@@ -59,11 +60,11 @@ def main(argv=None) -> int:
     try:
         cfg = compose(overrides)
     except Exception as exc:  # hydra's errors name the bad override
-        print(f"medix_verl.compose: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"medix_verl.verl.compose: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     bad = ignored_keys(cfg)
     if bad:
-        print("medix_verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
+        print("medix_verl.verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 2
     from .trainer import TRAINER_NAME, group_filter_settings
 
@@ -71,9 +72,11 @@ def main(argv=None) -> int:
         if cfg.trainer.v1.trainer_mode == TRAINER_NAME:
             band = group_filter_settings(cfg)
             if band["rule"] == "mean_band" and not cfg.algorithm.filter_groups.get("enable", False):
-                raise ValueError("trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true")
+                raise ValueError(
+                    "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true"
+                )
     except ValueError as exc:
-        print(f"medix_verl.compose: {exc}", file=sys.stderr)
+        print(f"medix_verl.verl.compose: {exc}", file=sys.stderr)
         return 2
     print(OmegaConf.to_yaml(cfg, resolve=False))
     return 0

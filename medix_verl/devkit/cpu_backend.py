@@ -13,9 +13,11 @@ What it adds, each for one thing that stops stock verl on CPU:
 * verl's rollouts are vLLM, SGLang and TensorRT-LLM, all GPU-only: rollout ``hf_cpu`` generates with
   transformers in a Ray actor, one per replica, and takes the actor's weights after every step.
 
-It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.tiny`): generation
+Written for verl 0.9.1: each registration checks that the verl internals it uses are there
+(:mod:`medix_verl.verl.patching`). It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.devkit.tiny`): generation
 runs one request at a time with ``model.generate``. It changes nothing unless ``VERL_PLATFORM=cpu``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +27,8 @@ from typing import Any, Optional
 
 import torch
 from verl.workers.rollout.base import BaseRollout
+
+from ..verl.patching import require, require_params
 
 ROLLOUT_NAME = "hf_cpu"
 _activated = False
@@ -198,6 +202,9 @@ def _use_plain_gloo() -> None:
     while ``import verl`` runs, which is before."""
     import verl.utils.distributed as dist_utils
 
+    patch = "CPU backend: gloo process groups"
+    require(dist_utils, ["initialize_global_process_group_ray"], patch=patch)
+    require_params(dist_utils.initialize_global_process_group_ray, ["timeout_second", "backend"], patch=patch)
     original = dist_utils.initialize_global_process_group_ray
     if getattr(original, "_medix_cpu", False):
         return
@@ -218,6 +225,7 @@ def _register_engines() -> None:
     from verl.workers.engine.base import EngineRegistry
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
+    require(EngineRegistry, ["_engines", "register"], patch="CPU backend: FSDP engines on cpu")
     for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
         for backend in ("fsdp", "fsdp2"):
             if "cpu" not in EngineRegistry._engines.get(model_type, {}).get(backend, {}):
@@ -228,6 +236,8 @@ def _register_rollout() -> None:
     from verl.workers.rollout import base
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
+    require(base, ["_ROLLOUT_REGISTRY"], patch="CPU backend: hf_cpu rollout")
+    require(RolloutReplicaRegistry, ["register"], patch="CPU backend: hf_cpu rollout")
     base._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
     RolloutReplicaRegistry.register(ROLLOUT_NAME, lambda: _replica_class())
 
@@ -247,7 +257,8 @@ def token_log_probs(step_logits, tokens, temperature: float = 1.0) -> list[float
     ~6e-4 (the actor's ``logits - logsumexp`` is not), which showed as ``actor/ppo_kl`` ~3e-4.
     """
     return [
-        torch.log_softmax(step.double() / temperature, dim=-1)[tok].item() for step, tok in zip(step_logits, tokens, strict=True)
+        torch.log_softmax(step.double() / temperature, dim=-1)[tok].item()
+        for step, tok in zip(step_logits, tokens, strict=True)
     ]
 
 
@@ -268,7 +279,9 @@ class HFGenerationServer:
         self.model = loader.from_pretrained(
             model_path, dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
         ).eval()
-        self.processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code) if vision else None
+        self.processor = (
+            AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code) if vision else None
+        )
         self.image_token_id = getattr(config, "image_token_id", None)
         self.merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
         self.config = rollout_config
@@ -297,7 +310,9 @@ class HFGenerationServer:
         from verl.workers.rollout.replica import TokenOutput
 
         if video_data or audio_data:
-            raise NotImplementedError(f"{ROLLOUT_NAME} rollout: video and audio inputs are not supported (request {request_id})")
+            raise NotImplementedError(
+                f"{ROLLOUT_NAME} rollout: video and audio inputs are not supported (request {request_id})"
+            )
         params = dict(sampling_params)
         prompt_len, response_len = self.config["prompt_length"], self.config["response_length"]
         max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
@@ -307,9 +322,17 @@ class HFGenerationServer:
         want_logprobs = bool(params.pop("logprobs", False))
         async with self._lock:  # one generation at a time: the CPU is the bottleneck anyway
             if self._aborting:
-                return TokenOutput(token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps})
+                return TokenOutput(
+                    token_ids=[], stop_reason="aborted", extra_fields={"global_steps": self.global_steps}
+                )
             token_ids, log_probs, stop = await asyncio.to_thread(
-                self._generate, list(prompt_ids), params, max_tokens, image_data, mm_processor_kwargs or {}, want_logprobs
+                self._generate,
+                list(prompt_ids),
+                params,
+                max_tokens,
+                image_data,
+                mm_processor_kwargs or {},
+                want_logprobs,
             )
         return TokenOutput(
             token_ids=token_ids,
@@ -345,8 +368,11 @@ class HFGenerationServer:
                 inputs["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
             if not self._reported_images:
                 self._reported_images = True
-                print(f"{ROLLOUT_NAME} rollout replica {self.replica_rank}: first request with images: {len(images)} image(s), "
-                      f"grid {vision['image_grid_thw'].tolist()}, {pads} image tokens", flush=True)
+                print(
+                    f"{ROLLOUT_NAME} rollout replica {self.replica_rank}: first request with images: {len(images)} image(s), "
+                    f"grid {vision['image_grid_thw'].tolist()}, {pads} image tokens",
+                    flush=True,
+                )
         temperature = float(params.get("temperature", 1.0) or 0.0)
         top_k = int(params.get("top_k", -1) or -1)
         sample = temperature > 0
@@ -364,7 +390,7 @@ class HFGenerationServer:
             return_dict_in_generate=True,
         )
         out = self.model.generate(**inputs, generation_config=gen)
-        new = out.sequences[0, len(prompt_ids):].tolist()
+        new = out.sequences[0, len(prompt_ids) :].tolist()
         eos = gen.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
         stop = "completed" if new and new[-1] in eos else "length"
@@ -382,16 +408,16 @@ class HFGenerationServer:
         unknown = sorted(set(named_tensors) - set(own))
         if unknown:
             raise KeyError(f"{ROLLOUT_NAME} rollout: the actor sent weights the rollout model lacks: {unknown[:5]}")
-        missing = sorted(
-            name for name in set(own) - set(named_tensors) if not _is_tied_copy(self.model, name)
-        )
+        missing = sorted(name for name in set(own) - set(named_tensors) if not _is_tied_copy(self.model, name))
         if missing:
             raise KeyError(f"{ROLLOUT_NAME} rollout: the actor did not send weights for: {missing[:5]}")
         with torch.no_grad():
             for name, tensor in named_tensors.items():
                 target = own[name]
                 if target.shape != tensor.shape:
-                    raise ValueError(f"{ROLLOUT_NAME} rollout: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)}")
+                    raise ValueError(
+                        f"{ROLLOUT_NAME} rollout: {name} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)}"
+                    )
                 target.copy_(tensor.to(target.dtype))
         self.weight_updates += 1
         if global_steps is not None:
@@ -452,7 +478,11 @@ def _is_tied_copy(model, name: str) -> bool:
 
 
 def _local_model_path(model_config) -> str:
-    local = getattr(model_config, "local_path", None) if not hasattr(model_config, "get") else model_config.get("local_path")
+    local = (
+        getattr(model_config, "local_path", None)
+        if not hasattr(model_config, "get")
+        else model_config.get("local_path")
+    )
     if local:
         return local
     from verl.utils.fs import copy_to_local
@@ -476,13 +506,18 @@ def _replica_class():
                     name=server_actor_name(self.replica_rank),
                     num_cpus=0,
                     max_concurrency=self.max_concurrency,
-                    scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+                    scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                        node_id=node_id, soft=False
+                    ),
                 )
                 .remote(
                     model_path=_local_model_path(self.model_config),
                     trust_remote_code=bool(self.model_config.get("trust_remote_code", False)),
-                    rollout_config={"prompt_length": rollout.prompt_length, "response_length": rollout.response_length,
-                                    "seed": getattr(rollout, "seed", 0)},
+                    rollout_config={
+                        "prompt_length": rollout.prompt_length,
+                        "response_length": rollout.response_length,
+                        "seed": getattr(rollout, "seed", 0),
+                    },
                     replica_rank=self.replica_rank,
                 )
             )
@@ -500,7 +535,11 @@ class HFServerAdapter(BaseRollout):
     def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
         super().__init__(config, model_config, device_mesh)
         rank = int(os.environ.get("RANK", "0"))
-        world = self.config.tensor_model_parallel_size * self.config.data_parallel_size * self.config.pipeline_model_parallel_size
+        world = (
+            self.config.tensor_model_parallel_size
+            * self.config.data_parallel_size
+            * self.config.pipeline_model_parallel_size
+        )
         self.replica_rank = rank // world if replica_rank == -1 else replica_rank
         self.is_leader = rank % world == 0
         self._server = None

@@ -2,18 +2,19 @@
 
 Registered under the name ``medix`` when verl loads the ``verl.plugins`` entry point of this
 package (``reward.reward_manager.name=medix``), and loadable without the plugin as
-``reward.reward_manager.source=importlib reward.reward_manager.module.path=pkg://medix_verl.reward_manager
+``reward.reward_manager.source=importlib reward.reward_manager.module.path=pkg://medix_verl.verl.reward_manager
 reward.reward_manager.name=MedixRewardManager``.
 
 It reads its settings from ``reward.custom_reward_function.reward_kwargs`` (the same keys as
-:func:`medix_verl.reward.compute_score`), builds the scorer once per reward worker (the
+:func:`medix_verl.verl.reward_fn.compute_score`), builds the scorer once per reward worker (the
 embedding model loads at start-up, not in the first step), and uses the judge verl manages when
 ``reward.reward_model.enable=True`` (the ``reward_router_address`` verl passes).
 
-Keep ``reward.custom_reward_function.path=pkg://medix_verl.reward``: verl's reward-loop worker
+Keep ``reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn``: verl's reward-loop worker
 sends samples to the reward manager only when a custom function is configured once a reward
 model is enabled.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,8 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from .reward import get_scorer
-from .settings import RewardSettings
+from ..reward.scorer import get_scorer
+from ..reward.settings import RewardSettings
 
 
 @register("medix")

@@ -1,5 +1,7 @@
 """The ``medix`` trainer: verl 0.9.1's synchronous v1 PPO trainer plus two things MediX-R1 needs,
 added through verl's trainer registry (``trainer.v1.trainer_mode=medix``), without forking verl.
+Written for verl 0.9.1: what it overrides of verl's private classes is checked when it registers
+(:mod:`medix_verl.verl.patching`).
 
 1. Per-part reward metrics at every training step. verl logs only the total score while training
    (its issue #2115); this logs the mean of every part of the composite (``reward/score/mean``,
@@ -16,6 +18,7 @@ added through verl's trainer registry (``trainer.v1.trainer_mode=medix``), witho
 
     trainer.v1.medix.group_filter: {rule: mean_band, low: 0.01, high: 0.99, max_tries: 20}
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -23,6 +26,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from .metrics import as_number, group_spread_metrics, reward_part_metrics
+from .patching import require, require_params
 
 TRAINER_NAME = "medix"
 RULES = ("verl", "mean_band")
@@ -35,8 +39,12 @@ def group_filter_settings(config) -> dict:
     unknown = set(raw) - {"rule", "low", "high", "max_tries"}
     if unknown:
         raise ValueError(f"trainer.v1.medix.group_filter: unknown keys {sorted(unknown)}")
-    out = {"rule": raw.get("rule", "verl"), "low": float(raw.get("low", 0.01)), "high": float(raw.get("high", 0.99)),
-           "max_tries": int(raw.get("max_tries", 20))}
+    out = {
+        "rule": raw.get("rule", "verl"),
+        "low": float(raw.get("low", 0.01)),
+        "high": float(raw.get("high", 0.99)),
+        "max_tries": int(raw.get("max_tries", 20)),
+    }
     if out["rule"] not in RULES:
         raise ValueError(f"trainer.v1.medix.group_filter.rule must be one of {RULES}, got {out['rule']!r}")
     if not out["low"] < out["high"]:
@@ -74,16 +82,41 @@ def _extra_infos(keys, partition_id):
     return infos
 
 
+#: what the subclasses below override or read of verl's private v1 trainer and replay buffer
+_BUFFER_NEEDS = ("sample", "_dapo_filtered_keys", "_metrics_prefix")
+_BUFFER_STATE = ("_dapo_classification_cache", "finished_keys", "partitions", "filter_groups_metric")
+_BUFFER_ARGS = (
+    "trainer_mode",
+    "trainer_config",
+    "max_off_policy_threshold",
+    "max_off_policy_strategy",
+    "sampler_kwargs",
+    "refill_fn",
+    "filter_groups_metric",
+    "sync_refill_failed_groups",
+    "train_batch_size",
+    "gen_batch_size",
+    "max_inflight_gen_batches",
+)
+_TRAINER_NEEDS = ("_build_replay_buffer", "_compute_metrics")
+
+
 def _build_classes():
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
     from verl.trainer.ppo.v1.trainer_base import register_trainer
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    patch = "medix trainer"
+    require(ReplayBuffer, _BUFFER_NEEDS, patch=patch)
+    require_params(ReplayBuffer.__init__, _BUFFER_ARGS, patch=patch)
+    require(PPOTrainerSync, _TRAINER_NEEDS, patch=patch)
 
     class MeanBandReplayBuffer(ReplayBuffer):
         """verl's synchronous replay buffer with the release's DAPO group rule."""
 
         def __init__(self, *args, band: dict, prompts_per_try: int, **kwargs):
             super().__init__(*args, **kwargs)
+            require(self, _BUFFER_STATE, patch="medix trainer's mean-band replay buffer")
             self.band = band
             self.filter_budget = band["max_tries"] * prompts_per_try
             self._filtered_this_step = 0
@@ -152,13 +185,9 @@ def _build_classes():
                 )
             prompts_per_try = int(self.config.data.get("gen_batch_size") or self.config.data.train_batch_size)
             return MeanBandReplayBuffer(
-                trainer_mode=buffer.trainer_mode, trainer_config=buffer.trainer_config,
-                max_off_policy_threshold=buffer.max_off_policy_threshold,
-                max_off_policy_strategy=buffer.max_off_policy_strategy, sampler_kwargs=buffer.sampler_kwargs,
-                refill_fn=buffer.refill_fn, filter_groups_metric=buffer.filter_groups_metric,
-                sync_refill_failed_groups=buffer.sync_refill_failed_groups, train_batch_size=buffer.train_batch_size,
-                gen_batch_size=buffer.gen_batch_size, max_inflight_gen_batches=buffer.max_inflight_gen_batches,
-                band=band, prompts_per_try=prompts_per_try,
+                **{name: getattr(buffer, name) for name in _BUFFER_ARGS},
+                band=band,
+                prompts_per_try=prompts_per_try,
             )
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
@@ -181,6 +210,8 @@ _classes = None
 def register():
     """Register the ``medix`` trainer with verl (idempotent); returns (trainer, replay buffer) classes."""
     global _classes
+    import verl  # noqa: F401  (importing verl loads its plugins, ours included, which registers first)
+
     if _classes is None:
         _classes = _build_classes()
     return _classes
