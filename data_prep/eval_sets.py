@@ -1,32 +1,40 @@
-"""Prepare the 17 MediX-R1 evaluation benchmarks (spec section 6) in one unified format.
+"""Prepare the 17 MediX-R1 evaluation benchmarks (spec section 6) as the release renders them.
 
     python -m data_prep.eval_sets --task TASK --input SRC --output DIR [--image-root DIR] [--limit N]
     python -m data_prep.eval_sets --list
 
 SRC is the hub id (when a hub is reachable) or a local copy (parquet file or folder,
-``save_to_disk`` folder) with that dataset's own columns. Writes ``DIR/<TASK>.parquet`` with
-columns ``id, task, question, choices, answer, images, kind`` (kind: ``mcq``, ``open``,
-``yes_no``, ``report``), ``DIR/<TASK>.rejects.jsonl`` and ``DIR/<TASK>.stats.json`` (rows in =
-rows out + rows rejected).
+``save_to_disk`` folder) with that dataset's own published columns (the release's ``tasks.yaml``).
+Writes ``DIR/<TASK>.parquet`` with columns ``id, task, question, choices, answer, images, kind``
+(kind: ``mcq``, ``open``, ``yes_no``, ``report``), ``DIR/<TASK>.rejects.jsonl`` and
+``DIR/<TASK>.stats.json`` (rows in = rows out + rows rejected).
 
-Multiple-choice questions are rendered as the release does: ``question\\n\\nChoices:\\nA. ...``,
-and the reference answer is the choice text.
+Rendering is the release's ``load_dataset_with_params``, byte for byte: task names, sources and
+splits, sample ids ``<task>_<i>`` (``i`` counts the rows the release keeps, so a rejected row still
+takes its number), ``question\n\nChoices:\nA. <option>...`` with options and question interiors
+as they are (``None`` options skipped, their letter kept), only the final strings stripped,
+PubMedQA's first context and ``A. True / B. False / C. maybe``, the MIMIC instructions. Images are
+stored as their original bytes; the evaluation converts them to RGB and re-encodes them as JPEG as
+the release does. Where the release would crash on a row (a missing field, an answer index out of
+range, an unreadable image), the row is rejected with the reason instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import string
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+from PIL import Image
 
 from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
-from .images import ImageError, normalize_image
+from .images import ImageError, image_bytes
 
 SCHEMA = pa.schema(
     [
@@ -40,7 +48,12 @@ SCHEMA = pa.schema(
     ]
 )
 KINDS = ("mcq", "open", "yes_no", "report")
-EVAL_MAX_PIXELS = 16_777_216  # keep evaluation images essentially as they are; only absurd sizes shrink
+#: the release's option letters (``option_keys``): at most ten options
+OPTION_KEYS = string.ascii_uppercase[:10]
+#: PubMedQA's choices as the release's YAML loads them (``yes, no, maybe`` -> True, False, "maybe")
+PUBMEDQA_CHOICES = (True, False, "maybe")
+MIMIC_GENERATION_PROMPT = "Generate a detailed report based on the scan."
+MIMIC_SUMMARY_PROMPT = "Write a short summary of the following report.\n\nReport:\n{report}:"
 
 
 class Skip(Exception):
@@ -51,163 +64,120 @@ class Skip(Exception):
         self.code = code
 
 
-def render_mcq(question: str, choices: list[str]) -> str:
-    """The release's multiple-choice rendering.
+class NotInTask(Exception):
+    """A row the release itself leaves out of the task (it takes no sample number)."""
 
-    >>> render_mcq("Which?", ["a", "b"])
-    'Which?\\n\\nChoices:\\nA. a\\nB. b'
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+
+
+def render_choices(question: Any, options: list) -> str:
+    r"""The release's multiple-choice rendering (before the final strip): options and the question
+    as they are, ``None`` options skipped with their letter.
+
+    >>> render_choices("Which?", ["a ", None, "", "d"])
+    'Which?\n\nChoices:\nA. a \nC. \nD. d'
     """
-    letters = string.ascii_uppercase
-    return question.strip() + "\n\nChoices:\n" + "\n".join(f"{letters[i]}. {c}" for i, c in enumerate(choices))
+    text = "" if question is None else f"{question}"
+    text += "\n\nChoices:"
+    if len(options) > len(OPTION_KEYS):
+        raise Skip("bad_choices", f"{len(options)} options; the release letters at most {len(OPTION_KEYS)}")
+    for i, option in enumerate(options):
+        if option is not None:
+            text += f"\n{OPTION_KEYS[i]}. {option}"
+    return text
 
 
-def _text(row: dict, *names: str, required: bool = True) -> str | None:
-    for name in names:
-        value = row.get(name)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    if required:
-        present = [n for n in names if n in row]
-        raise Skip("missing_field", f"no non-empty {'/'.join(names)} (present: {present or 'none of them'})")
-    return None
+def _plain(question: Any) -> str:
+    return "" if question is None else f"{question}"
 
 
-def _answer_index(value: Any, n: int) -> int:
-    if isinstance(value, str):
-        v = value.strip()
-        if len(v) == 1 and v.upper() in string.ascii_uppercase[:n]:
-            return string.ascii_uppercase.index(v.upper())
-        if v.isdigit():
-            value = int(v)
-        else:
-            raise Skip("bad_answer", f"answer {value!r} is not a choice letter or index")
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
-        raise Skip("bad_answer", f"answer index {value!r} outside the {n} choices")
-    return value
+def _final(question: str, answer: Any, choices: list | None, kind: str) -> dict:
+    """The release's final step: both strings stripped (a non-string answer crashes the release)."""
+    if not isinstance(answer, str):
+        raise Skip("bad_answer", f"reference is {type(answer).__name__} {answer!r}, not a string")
+    answer = answer.strip()  # an empty reference is kept, as the release keeps it
+    if kind == "auto":
+        kind = "yes_no" if answer.lower() in ("yes", "no") else "open"
+    return {
+        "question": question.strip(),
+        "choices": None if choices is None else ["" if c is None else str(c) for c in choices],
+        "answer": answer,
+        "kind": kind,
+    }
 
 
-def _mcq(question: str, choices: list, answer: Any) -> dict:
-    choices = [str(c).strip() for c in choices]
-    if len(choices) < 2 or any(not c for c in choices):
-        raise Skip("bad_choices", f"need at least two non-empty choices, got {choices!r}")
-    idx = _answer_index(answer, len(choices))
-    return {"question": render_mcq(question, choices), "choices": choices, "answer": choices[idx], "kind": "mcq"}
+def _pick(options: list, index: Any) -> Any:
+    """``choices[index]`` as the release indexes (an int index; anything else is a rejected row)."""
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(options) <= index < len(options):
+        raise Skip("bad_answer", f"answer index {index!r} outside the {len(options)} choices")
+    return options[index]
 
 
-def _short_answer(question: str, answer: str) -> dict:
-    kind = "yes_no" if answer.strip().lower() in ("yes", "no") else "open"
-    return {"question": question, "choices": None, "answer": answer.strip(), "kind": kind}
+def _mcq_by_index(row: dict, question_col: str, options: list, index_col: str) -> dict:
+    return _final(render_choices(row.get(question_col), options), _pick(options, row.get(index_col)), options, "mcq")
 
 
 # ----------------------------------------------------------------------------- adapters (dataset's own columns)
-def mmlu(row):  # hails/mmlu_no_train: question, subject, choices, answer (0-3)
-    return _mcq(_text(row, "question"), row.get("choices") or [], row.get("answer"))
+def mmlu(row):  # hails/mmlu_no_train: question, choices (list), answer (index)
+    return _mcq_by_index(row, "question", list(row.get("choices") or []), "answer")
 
 
-def medmcqa(row):  # openlifescienceai/medmcqa: question, opa..opd, cop (0-3)
-    return _mcq(_text(row, "question"), [row.get(k) or "" for k in ("opa", "opb", "opc", "opd")], row.get("cop"))
+def medmcqa(row):  # openlifescienceai/medmcqa: question, opa..opd, cop (index)
+    return _mcq_by_index(row, "question", [row.get(k) for k in ("opa", "opb", "opc", "opd")], "cop")
 
 
-def medqa(row):  # GBaker/MedQA-USMLE-4-options-hf: sent1 (+ sent2), ending0..3, label
-    question = " ".join(p for p in (_text(row, "sent1"), _text(row, "sent2", required=False)) if p)
-    return _mcq(question, [row.get(f"ending{i}") or "" for i in range(4)], row.get("label"))
+def medqa(row):  # GBaker/MedQA-USMLE-4-options-hf: sent1 only (as released), ending0..3, label
+    return _mcq_by_index(row, "sent1", [row.get(f"ending{i}") for i in range(4)], "label")
 
 
-def usmle_sa(row):  # HuggingSara/usmle_self_assessment: question, options ({A: ..} or list), answer / answer_idx
+def usmle_sa(row):  # HuggingSara/usmle_self_assessment (split train): question, options (dict), answer (as is)
     options = row.get("options")
-    if isinstance(options, dict):
-        keys = sorted(k for k, v in options.items() if v)
-        choices = [options[k] for k in keys]
-    elif isinstance(options, list):
-        choices, keys = options, list(string.ascii_uppercase[: len(options)])
-    else:
-        raise Skip("bad_choices", f"options is {type(options).__name__}, expected a mapping or list")
-    answer = row.get("answer_idx") if row.get("answer_idx") not in (None, "") else row.get("answer")
-    if isinstance(answer, str) and answer.strip() in choices and answer.strip() not in keys:
-        answer = choices.index(answer.strip())
-    elif isinstance(answer, str) and answer.strip().upper() in keys:
-        answer = keys.index(answer.strip().upper())
-    return _mcq(_text(row, "question"), choices, answer)
+    options = list(options.values()) if isinstance(options, dict) else list(options or [])
+    return _final(render_choices(row.get("question"), options), row.get("answer"), options, "mcq")
 
 
-def pubmedqa(row):  # question, context (str or list or {"contexts": [...]}) , final_decision / answer
-    question = _text(row, "question", "QUESTION")
-    context = row.get("context") or row.get("CONTEXTS") or row.get("contexts")
-    if isinstance(context, dict):
-        context = context.get("contexts")
-    if isinstance(context, list):
-        context = " ".join(str(c) for c in context)
-    if isinstance(context, str) and context.strip():
-        question = f"{context.strip()}\n\nQuestion: {question}"
-    answer = _text(row, "final_decision", "answer", "final_answer")
-    if answer.lower() not in ("yes", "no", "maybe"):
-        raise Skip("bad_answer", f"PubMedQA answer must be yes/no/maybe, got {answer!r}")
-    return {"question": question, "choices": None, "answer": answer.lower(), "kind": "yes_no"}
+def pubmedqa(row):  # medix-eval-sets/pubmedqa: CONTEXTS (list: the first), QUESTION, final_decision, LONG_ANSWER
+    question = ""
+    for column in ("CONTEXTS", "QUESTION"):
+        value = row.get(column)
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise Skip("missing_field", f"{column} is an empty list")
+            value = value[0]
+        question += f"{column.lower().capitalize()}:\n{value}\n\n"
+    question += "Choices:"
+    for i, option in enumerate(PUBMEDQA_CHOICES):
+        question += f"\n{OPTION_KEYS[i]}. {option}"
+    parts = [row.get("final_decision"), row.get("LONG_ANSWER")]
+    if not all(isinstance(p, str) for p in parts):
+        raise Skip("missing_field", "final_decision and LONG_ANSWER must both be strings")
+    return _final(question, "".join(p + "\n" for p in parts), [str(c) for c in PUBMEDQA_CHOICES], "mcq")
 
 
-def mimic_summarization(row):  # findings -> impression
-    findings = _text(row, "findings", "question", "input", "text")
-    instruction = _text(row, "instruction", "prompt", required=False)
-    question = (
-        f"{instruction}\n\n{findings}"
-        if instruction
-        else ("Summarize the following radiology findings into an impression.\n\n" + findings)
-    )
-    return {
-        "question": question,
-        "choices": None,
-        "answer": _text(row, "impression", "answer", "summary", "output"),
-        "kind": "report",
-    }
+def mimic_summarization(row):  # medix-eval-sets/mimic_cxr: report -> summary, no image
+    return _final(MIMIC_SUMMARY_PROMPT.format(report=row.get("report")), row.get("summary"), None, "report")
 
 
-def mimic_generation(row):  # image(s) -> report
-    question = (
-        _text(row, "question", "instruction", "prompt", required=False)
-        or "Write the radiology report for this chest X-ray."
-    )
-    return {
-        "question": question,
-        "choices": None,
-        "answer": _text(row, "report", "answer", "findings", "output"),
-        "kind": "report",
-    }
+def mimic_generation(row):  # medix-eval-sets/mimic_cxr: image (PhysioNet URL) -> report
+    return _final(MIMIC_GENERATION_PROMPT, row.get("report"), None, "report")
 
 
-def slake(row):  # BoKelvin/SLAKE: img_name, question, answer, q_lang
-    lang = row.get("q_lang")
-    if lang is not None and lang != "en":
-        raise Skip("not_english", f"q_lang={lang!r}; the benchmark uses the English questions")
-    return _short_answer(_text(row, "question"), _text(row, "answer"))
+def slake(row):  # BoKelvin/SLAKE: img_name, question, answer, q_lang (English rows only)
+    if row.get("q_lang") != "en":
+        raise NotInTask("not_english", f"q_lang={row.get('q_lang')!r}; the release keeps the English questions only")
+    return _final(_plain(row.get("question")), row.get("answer"), None, "auto")
 
 
-def vqa(row):  # flaviagiammarino/vqa-rad and path-vqa: image, question, answer
-    return _short_answer(_text(row, "question"), _text(row, "answer"))
+def vqa(row):  # vqa-rad, path-vqa, medix-eval-sets/pmc_vqa_hard: image, question, answer
+    return _final(_plain(row.get("question")), row.get("answer"), None, "auto")
 
 
-def pmc_vqa(row):  # PMC-VQA: Question, Choice A..D ("A:text"), Answer / Answer_label, Figure_path
-    choices = []
-    for letter in "ABCD":
-        raw = row.get(f"Choice {letter}")
-        if raw is None:
-            continue
-        text = str(raw).strip()
-        if len(text) > 1 and text[0].upper() == letter and text[1] in ":.)":
-            text = text[2:].strip()
-        choices.append(text)
-    answer = row.get("Answer_label") or row.get("Answer")
-    if isinstance(answer, str) and answer.strip() in choices:
-        answer = choices.index(answer.strip())
-    return _mcq(_text(row, "Question", "question"), choices, answer)
-
-
-def pmc_vqa_hard(row):  # open-ended PMC-VQA: the answer text, no choices
-    answer = row.get("Answer")
-    if isinstance(answer, str) and len(answer.strip()) == 1 and row.get(f"Choice {answer.strip().upper()}"):
-        answer = pmc_vqa(row)["answer"]
-    if not isinstance(answer, str) or not answer.strip():
-        raise Skip("missing_field", "no Answer text")
-    return {"question": _text(row, "Question", "question"), "choices": None, "answer": answer.strip(), "kind": "open"}
+def pmc_vqa(row):  # medix-eval-sets/pmc_vqa: image, question, choices (list or dict), answer (the text)
+    options = row.get("choices")
+    options = list(options.values()) if isinstance(options, dict) else list(options or [])
+    return _final(render_choices(row.get("question"), options), row.get("answer"), options, "mcq")
 
 
 @dataclass(frozen=True)
@@ -215,7 +185,8 @@ class TaskSpec:
     """One evaluation task: where its rows come from, how a row is rendered, how it is judged.
 
     The one registry of the 17 tasks (:data:`TASKS`): ``data_prep`` converts with it and
-    ``medix_verl.eval`` selects, renders and judges with it.
+    ``medix_verl.eval`` selects, renders and judges with it. Names, sources, splits and columns
+    are the release's (``eval/tasks.yaml``).
     """
 
     name: str
@@ -223,9 +194,9 @@ class TaskSpec:
     hub_id: str
     split: str
     columns: tuple[str, ...]  # the dataset's published columns the adapter reads
-    image_columns: tuple[str, ...] = ()  # columns holding images or image paths
+    image_columns: tuple[str, ...] = ()  # columns holding the image, in the release's order of preference
     subset: str | None = None  # hub config name
-    judging: str = "binary"  # "binary": judge says 0/1, majority of rounds; "rubric": 0-5, mean / 5
+    judging: str = "binary"  # "binary": 0/1 per round, majority; "rubric": 0-5 per round, mean / 5
 
     def __post_init__(self):
         if self.judging not in JUDGING:
@@ -250,68 +221,77 @@ _MMLU = (
     "professional_medicine",
     "anatomy",
 )
-_MMLU_COLS = ("question", "subject", "choices", "answer")
-_VQA_COLS = ("image", "question", "answer")
-_PMC_COLS = ("Figure_path", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer", "Answer_label")
 _MEDIX = "sahalshajim/medix-eval-sets"
+_VQA = ("image", "question", "answer")
 TASKS: dict[str, TaskSpec] = {
-    **{f"mmlu_{s}": TaskSpec(f"mmlu_{s}", mmlu, "hails/mmlu_no_train", "test", _MMLU_COLS, subset=s) for s in _MMLU},
+    **{
+        f"mmlu_{s}": TaskSpec(
+            f"mmlu_{s}", mmlu, "hails/mmlu_no_train", "test", ("question", "choices", "answer"), subset=s
+        )
+        for s in _MMLU
+    },
     "medmcqa": TaskSpec(
-        "medmcqa",
-        medmcqa,
-        "openlifescienceai/medmcqa",
-        "validation",
-        ("id", "question", "opa", "opb", "opc", "opd", "cop"),
+        "medmcqa", medmcqa, "openlifescienceai/medmcqa", "validation", ("question", "opa", "opb", "opc", "opd", "cop")
     ),
     "medqa": TaskSpec(
         "medqa",
         medqa,
         "GBaker/MedQA-USMLE-4-options-hf",
         "test",
-        ("id", "sent1", "sent2", "ending0", "ending1", "ending2", "ending3", "label"),
+        ("sent1", "ending0", "ending1", "ending2", "ending3", "label"),
     ),
     "usmle_sa": TaskSpec(
-        "usmle_sa",
-        usmle_sa,
-        "HuggingSara/usmle_self_assessment",
-        "test",
-        ("question", "options", "answer", "answer_idx"),
+        "usmle_sa", usmle_sa, "HuggingSara/usmle_self_assessment", "train", ("question", "options", "answer")
     ),
     "pubmedqa": TaskSpec(
-        "pubmedqa", pubmedqa, _MEDIX, "test", ("question", "context", "final_decision"), subset="pubmedqa"
+        "pubmedqa",
+        pubmedqa,
+        _MEDIX,
+        "test",
+        ("CONTEXTS", "QUESTION", "final_decision", "LONG_ANSWER"),
+        subset="pubmedqa",
     ),
-    "mimic_cxr_summarization": TaskSpec(
-        "mimic_cxr_summarization",
+    "mimic_cxr_report_summarization": TaskSpec(
+        "mimic_cxr_report_summarization",
         mimic_summarization,
         _MEDIX,
         "test",
-        ("findings", "impression"),
-        subset="mimic_cxr_summarization",
+        ("report", "summary"),
+        subset="mimic_cxr",
         judging="rubric",
     ),
-    "slake": TaskSpec(
-        "slake",
+    "slake_vqa": TaskSpec(
+        "slake_vqa",
         slake,
         "BoKelvin/SLAKE",
         "test",
         ("img_name", "question", "answer", "q_lang"),
-        image_columns=("image", "img_name"),
+        image_columns=("img_name",),
     ),
-    "vqa_rad": TaskSpec("vqa_rad", vqa, "flaviagiammarino/vqa-rad", "test", _VQA_COLS, image_columns=("image",)),
-    "path_vqa": TaskSpec("path_vqa", vqa, "flaviagiammarino/path-vqa", "test", _VQA_COLS, image_columns=("image",)),
+    "rad_vqa": TaskSpec("rad_vqa", vqa, "flaviagiammarino/vqa-rad", "test", _VQA, image_columns=("image", "image_id")),
+    "path_vqa": TaskSpec(
+        "path_vqa", vqa, "flaviagiammarino/path-vqa", "test", _VQA, image_columns=("image", "image_id")
+    ),
     "pmc_vqa": TaskSpec(
-        "pmc_vqa", pmc_vqa, "xmcmic/PMC-VQA", "test", _PMC_COLS, image_columns=("image", "Figure_path")
+        "pmc_vqa",
+        pmc_vqa,
+        _MEDIX,
+        "test",
+        ("image", "question", "choices", "answer"),
+        subset="pmc_vqa",
+        image_columns=("image", "image_id"),
     ),
     "pmc_vqa_hard": TaskSpec(
-        "pmc_vqa_hard", pmc_vqa_hard, "xmcmic/PMC-VQA", "test", _PMC_COLS, image_columns=("image", "Figure_path")
+        "pmc_vqa_hard", vqa, _MEDIX, "test", _VQA, subset="pmc_vqa_hard", image_columns=("image", "image_id")
     ),
-    "mimic_cxr_generation": TaskSpec(
-        "mimic_cxr_generation",
+    "mimic_cxr_report_generation": TaskSpec(
+        "mimic_cxr_report_generation",
         mimic_generation,
         _MEDIX,
         "test",
-        ("images", "report"),
-        image_columns=("images", "image", "image_path"),
+        ("image", "report"),
+        subset="mimic_cxr",
+        image_columns=("image",),
         judging="rubric",
     ),
 }
@@ -321,23 +301,36 @@ RUBRIC_TASKS = tuple(n for n, t in TASKS.items() if t.judging == "rubric")
 assert len(TASKS) == 17
 
 
+def _image_file(value: str, image_root: Path | None, k: int) -> str:
+    """A relative path (SLAKE ``img_name``) or a URL (MIMIC: the file as PhysioNet's ``wget`` saves
+    it, by its base name) -> a file under ``--image-root``."""
+    if "://" in value:
+        value = PurePosixPath(value.split("://", 1)[1]).name
+    elif Path(value).is_absolute():
+        return value
+    if image_root is None:
+        raise Skip("bad_image", f"image {k} is a relative path or URL {value!r}: pass --image-root")
+    return str(image_root / value)
+
+
 def _images(row: dict, spec: TaskSpec, image_root: Path | None) -> list[dict]:
+    """The row's image, as the release picks it (the first non-empty image column), as its
+    original bytes; it must decode and convert to RGB, as the release converts it."""
     for column in spec.image_columns:
         value = row.get(column)
-        if value is None or value == []:
+        if not value:
             continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        out = []
-        for k, item in enumerate(values):
-            if isinstance(item, str) and not Path(item).is_absolute():
-                if image_root is None:
-                    raise Skip("bad_image", f"image {k} is a relative path {item!r}: pass --image-root")
-                item = str(image_root / item)
-            try:
-                out.append({"bytes": normalize_image(item, min_pixels=1, max_pixels=EVAL_MAX_PIXELS)["bytes"]})
-            except ImageError as exc:
-                raise Skip("bad_image", f"image {k}: {exc}") from None
-        return out
+        if isinstance(value, str):
+            value = _image_file(value, image_root, 0)
+        try:
+            data = image_bytes(value)
+            with Image.open(io.BytesIO(data)) as img:
+                img.convert("RGB")
+        except ImageError as exc:
+            raise Skip("bad_image", f"image: {exc}") from None
+        except Exception as exc:  # PIL raises many types for broken files
+            raise Skip("bad_image", f"image does not decode: {type(exc).__name__}: {exc}") from None
+        return [{"bytes": data}]
     raise Skip("missing_image", f"no image in column(s) {list(spec.image_columns)}")
 
 
@@ -358,40 +351,44 @@ def convert_task(
     root = Path(image_root) if image_root else None
     writer = ShardedParquetWriter(out_dir, task, SCHEMA)
     ledger = Ledger(out_dir, task)
-    seen: set[str] = set()
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(desc=task, unit="row", file=sys.stderr, total=limit)
-    index = 0
+    index = 0  # the release's sample number: counts every row it keeps, written or rejected here
+    done = False
     for batch in iter_source(src, spec.split, batch_size=64, hub_config=spec.subset):
         for row in batch:
             if limit is not None and index >= limit:
+                done = True
                 break
-            if spec.subset and row.get("subject") not in (None, spec.subset) and task.startswith("mmlu_"):
-                # a local MMLU copy may hold every subject: other subjects are not this task's rows
-                index += 1
-                ledger.rows_in += 1
-                ledger.reject(row.get("id"), f"subject {row.get('subject')!r} is not {spec.subset!r}", "other_subject")
-                continue
             ledger.rows_in += 1
-            row_id = str(row.get("id") if row.get("id") not in (None, "") else row.get("qid") or f"{task}-{index}")
+            source_id = row.get("id")
+            try:
+                if spec.subset and task.startswith("mmlu_") and row.get("subject") not in (None, spec.subset):
+                    # a local MMLU copy may hold every subject: other subjects are not this task's rows
+                    raise NotInTask("other_subject", f"subject {row.get('subject')!r} is not {spec.subset!r}")
+                item = spec.adapter(row)
+            except NotInTask as exc:
+                ledger.reject(source_id, str(exc), exc.code)
+                continue
+            except Skip as exc:
+                item = exc
+            row_id = f"{task}_{index}"
             index += 1
             try:
-                item = spec.adapter(row)
+                if isinstance(item, Skip):
+                    raise item
                 item["images"] = _images(row, spec, root) if spec.has_images else []
-                if row_id in seen:
-                    raise Skip("duplicate_id", "id already written earlier in this task")
             except Skip as exc:
                 ledger.reject(row_id, str(exc), exc.code)
             else:
-                seen.add(row_id)
                 writer.write({"id": row_id, "task": task, **item})
                 ledger.accept(kind=item["kind"])
             if bar is not None:
                 bar.update(1)
-        if limit is not None and index >= limit:
+        if done:
             break
     if bar is not None:
         bar.close()
@@ -405,7 +402,8 @@ def main(argv=None) -> int:
     parser.add_argument("--input", help="hub id or local copy (parquet file/folder, save_to_disk folder)")
     parser.add_argument("--output", help="output folder")
     parser.add_argument(
-        "--image-root", help="folder that relative image paths (SLAKE img_name, PMC-VQA Figure_path) are under"
+        "--image-root",
+        help="folder with the images named by path or URL (SLAKE: the unzipped imgs/ folder; MIMIC: the PhysioNet files)",
     )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--list", action="store_true", help="list the tasks and their sources")

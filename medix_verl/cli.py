@@ -182,6 +182,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         judge_timeout=args.judge_timeout,
         progress=not args.quiet,
+        protocol=args.protocol,
+        force_think=args.force_think,
     )
     try:
         results = asyncio.run(run_eval(cfg))
@@ -245,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", required=True, help="output folder (samples.jsonl, results.json/.md/.png)")
     e.add_argument("--max-concurrency", type=int, default=32)
     e.add_argument("--rounds", type=int, default=3, help="judge rounds in one conversation (default 3)")
+    e.add_argument(
+        "--protocol",
+        default="release",
+        choices=["release", "medix"],
+        help="judge protocol: release (the MediX-R1 release's, byte for byte; default) or medix (the project's "
+        "own stricter judge, opt-in)",
+    )
+    e.add_argument(
+        "--force-think", action="store_true", help="append ' <think>' to every question (the release's FORCE_THINK=1)"
+    )
     e.add_argument("--system-prompt", help="system prompt for the evaluated model (default none, as released)")
     e.add_argument("--limit", type=int, help="first N samples of each task")
     e.add_argument("--timeout", type=float, default=600.0, help="seconds per generation request")

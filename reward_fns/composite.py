@@ -86,7 +86,9 @@ def prepare(
         reference=gt.answer,
         answer=answer,
         format=float(preset.format_reward(normalized)),
-        modality=rules.modality_reward(normalized, gt.tag),
+        modality=rules.modality_reward(
+            normalized, gt.tag if gt.tag is not None or not preset.tagless_modality_as_released else ground_truth + ">"
+        ),
         route=route,
         gate=gate,
         data_source=data_source,

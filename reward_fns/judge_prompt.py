@@ -9,7 +9,7 @@ PAPER_JUDGE_TEMPLATE = (
     'Start your response with "YES" or "NO" in uppercase.\n'
     "\n"
     "Predicted:{predicted}\n"
-    "Ground Truth:{reference}"
+    "Ground Truth:{reference}\n"  # the release's triple-quoted f-string closes on its own line
 )
 
 #: Sampling parameters of the release's judge call.

@@ -39,6 +39,9 @@ class Preset:
     exact_first: bool = False
     #: how many times an unparseable verdict is asked again before it counts as a judge error
     verdict_retries: int = 0
+    #: a ground truth without ``>`` has no tag; the release then compares the modality with the
+    #: whole ground truth plus ``">"`` (``split(">", 1)[0] + ">"``): ``paper`` does the same
+    tagless_modality_as_released: bool = False
 
     def __post_init__(self):
         if (self.answer_is_valid is None) == (self.gate is None):
@@ -59,6 +62,7 @@ PAPER = Preset(
     judge_params=PAPER_JUDGE_PARAMS,
     embed_threshold=0.8,
     answer_is_valid=rules.paper_answer_is_valid,
+    tagless_modality_as_released=True,
 )
 
 ROBUST = Preset(

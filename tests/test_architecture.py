@@ -167,13 +167,13 @@ def test_the_evaluation_uses_the_task_registry(tmp_path):
     from medix_verl.eval.runner import resolve_tasks
 
     assert len(TASKS) == 17 and set(TEXT_TASKS) | set(IMAGE_TASKS) == set(TASKS)
-    assert RUBRIC_TASKS == ("mimic_cxr_summarization", "mimic_cxr_generation")
+    assert RUBRIC_TASKS == ("mimic_cxr_report_summarization", "mimic_cxr_report_generation")
     for name in TASKS:
         (tmp_path / f"{name}.parquet").write_bytes(b"")
     assert resolve_tasks("image", tmp_path) == list(IMAGE_TASKS)
     assert resolve_tasks("text", tmp_path) == list(TEXT_TASKS)
     with pytest.raises(ValueError, match="unknown task"):
-        resolve_tasks("vqa_rad,not_a_task", tmp_path)
+        resolve_tasks("rad_vqa,not_a_task", tmp_path)
 
 
 # ----------------------------------------------------------------------------- patches of verl

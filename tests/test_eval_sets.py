@@ -64,27 +64,55 @@ FIXTURES = {
     ),
     "usmle_sa": (
         [
-            {"question": "Next step?", "options": {"A": "CT", "B": "MRI", "C": "Biopsy"}, "answer": "B"},
-            {"question": "By text", "options": {"A": "CT", "B": "MRI"}, "answer": "CT"},
-        ],
-        {"n_out": 2, "first": ("Next step?\n\nChoices:\nA. CT\nB. MRI\nC. Biopsy", "MRI", "mcq")},
-    ),
-    "pubmedqa": (
-        [
-            {"question": "Does X reduce Y?", "context": "We studied X.", "final_decision": "yes"},
-            {"question": "Bad", "context": "c", "final_decision": "perhaps"},
+            {"question": "Next step?", "options": {"A": "CT", "B": "MRI", "C": "Biopsy"}, "answer": "MRI"},
+            {"question": "No answer", "options": {"A": "CT", "B": "MRI", "C": None}, "answer": None},
         ],
         {
             "n_out": 1,
-            "first": ("We studied X.\n\nQuestion: Does X reduce Y?", "yes", "yes_no"),
+            "first": ("Next step?\n\nChoices:\nA. CT\nB. MRI\nC. Biopsy", "MRI", "mcq"),
             "rejects": {"bad_answer": 1},
         },
     ),
-    "mimic_cxr_summarization": (
-        [{"findings": "No focal consolidation.", "impression": "No acute process."}, {"findings": "x"}],
-        {"n_out": 1, "first": (None, "No acute process.", "report"), "rejects": {"missing_field": 1}},
+    "pubmedqa": (
+        [
+            {
+                "QUESTION": "Does X reduce Y?",
+                "CONTEXTS": ["We studied X.", "More."],
+                "final_decision": "yes",
+                "LONG_ANSWER": "It did.",
+            },
+            {"QUESTION": "Bad", "CONTEXTS": [], "final_decision": "no", "LONG_ANSWER": "x"},
+        ],
+        {
+            "n_out": 1,
+            "first": (
+                "Contexts:\nWe studied X.\n\nQuestion:\nDoes X reduce Y?\n\nChoices:\nA. True\nB. False\nC. maybe",
+                "yes\nIt did.",
+                "mcq",
+            ),
+            "rejects": {"missing_field": 1},
+        },
     ),
-    "vqa_rad": (
+    "mimic_cxr_report_summarization": (
+        [
+            {
+                "image": "https://physionet.org/files/p1/a.jpg",
+                "report": "No focal consolidation.",
+                "summary": "No acute process.",
+            },
+            {"image": "https://physionet.org/files/p1/b.jpg", "report": "x", "summary": None},
+        ],
+        {
+            "n_out": 1,
+            "first": (
+                "Write a short summary of the following report.\n\nReport:\nNo focal consolidation.:",
+                "No acute process.",
+                "report",
+            ),
+            "rejects": {"bad_answer": 1},
+        },
+    ),
+    "rad_vqa": (
         [
             {"image": img(rgb_jpeg()), "question": "Is there a fracture?", "answer": "yes"},
             {"image": img(rgba_png()), "question": "Which organ?", "answer": "liver"},
@@ -99,26 +127,30 @@ FIXTURES = {
     "pmc_vqa": (
         [
             {
-                "Figure_path": None,
                 "image": img(rgb_jpeg()),
-                "Question": "Modality?",
-                "Choice A": "A:CT",
-                "Choice B": "B:MRI",
-                "Choice C": "C:X-ray",
-                "Choice D": "D:PET",
-                "Answer": "B:MRI",
-                "Answer_label": "B",
+                "question": "Modality?",
+                "choices": ["A:CT", "B:MRI", "C:X-ray", "D:PET"],
+                "answer": "B:MRI",
             }
         ],
-        {"n_out": 1, "first": ("Modality?\n\nChoices:\nA. CT\nB. MRI\nC. X-ray\nD. PET", "MRI", "mcq")},
+        {"n_out": 1, "first": ("Modality?\n\nChoices:\nA. A:CT\nB. B:MRI\nC. C:X-ray\nD. D:PET", "B:MRI", "mcq")},
     ),
     "pmc_vqa_hard": (
-        [{"image": img(rgb_jpeg()), "Question": "What modality is used?", "Answer": "Magnetic resonance imaging"}],
+        [{"image": img(rgb_jpeg()), "question": "What modality is used?", "answer": "Magnetic resonance imaging"}],
         {"n_out": 1, "first": ("What modality is used?", "Magnetic resonance imaging", "open")},
     ),
-    "mimic_cxr_generation": (
-        [{"images": [img(rgb_jpeg()), img(rgb_jpeg(seed=2))], "report": "Lungs are clear."}, {"report": "no image"}],
-        {"n_out": 1, "first": (None, "Lungs are clear.", "report"), "rejects": {"missing_image": 1}},
+    "mimic_cxr_report_generation": (
+        [
+            {"image": "https://physionet.org/files/p1/a.jpg", "report": "Lungs are clear."},
+            {"image": None, "report": "no image"},
+            {"image": "https://physionet.org/files/p1/not_downloaded.jpg", "report": "x"},
+        ],
+        {
+            "n_out": 1,
+            "first": ("Generate a detailed report based on the scan.", "Lungs are clear.", "report"),
+            "rejects": {"missing_image": 1, "bad_image": 1},
+            "files": {"a.jpg": rgb_jpeg()},
+        },
     ),
 }
 
@@ -127,7 +159,10 @@ FIXTURES = {
 def test_task_fixture(task, tmp_path):
     rows, want = FIXTURES[task]
     src = write(tmp_path / "src.parquet", rows)
-    stats = convert_task(task, str(src), tmp_path / "out")
+    for name, data in want.get("files", {}).items():
+        (tmp_path / "imgs").mkdir(exist_ok=True)
+        (tmp_path / "imgs" / name).write_bytes(data)
+    stats = convert_task(task, str(src), tmp_path / "out", image_root=str(tmp_path / "imgs"))
     assert stats["rows_in"] == len(rows) == stats["rows_out"] + stats["rows_rejected"]
     assert stats["rows_out"] == want["n_out"]
     assert stats["rejected_by_reason"] == want.get("rejects", {})
@@ -139,13 +174,18 @@ def test_task_fixture(task, tmp_path):
         assert first["question"] == question
     assert (first["answer"], first["kind"], first["task"]) == (answer, kind, task)
     if kind == "mcq":
-        assert first["answer"] in first["choices"]
+        assert first["choices"]
+        if task != "pubmedqa":  # PubMedQA's reference is the decision and the long answer
+            assert first["answer"] in first["choices"]
     else:
         assert first["choices"] is None
     if TASKS[task].has_images:
         assert first["images"], "image tasks carry their images"
-        for im in first["images"]:
-            assert Image.open(io.BytesIO(im["bytes"])).mode == "RGB"
+        for im in first["images"]:  # the original bytes: the evaluation converts them as the release does
+            assert im["bytes"] in [
+                r[c]["bytes"] for r in rows for c in ("image",) if isinstance(r.get(c), dict)
+            ] + list(want.get("files", {}).values())
+            assert Image.open(io.BytesIO(im["bytes"])).convert("RGB").mode == "RGB"
     else:
         assert first["images"] == []
     rejects = [json.loads(x) for x in (tmp_path / "out" / f"{task}.rejects.jsonl").read_text().splitlines()]
@@ -162,11 +202,14 @@ def test_slake_english_only_and_image_root(tmp_path):
         {"qid": 3, "img_name": "xmlab1/missing.jpg", "question": "Where?", "answer": "Lung", "q_lang": "en"},
     ]
     src = write(tmp_path / "slake.parquet", rows)
-    stats = convert_task("slake", str(src), tmp_path / "out", image_root=str(tmp_path / "imgs"))
+    stats = convert_task("slake_vqa", str(src), tmp_path / "out", image_root=str(tmp_path / "imgs"))
     assert stats["rows_out"] == 1 and stats["rejected_by_reason"] == {"bad_image": 1, "not_english": 1}
-    out = pq.read_table(tmp_path / "out" / "slake.parquet").to_pylist()[0]
-    assert out["id"] == "1" and out["kind"] == "yes_no" and out["answer"] == "Yes"
-    no_root = convert_task("slake", str(src), tmp_path / "out2")
+    out = pq.read_table(tmp_path / "out" / "slake_vqa.parquet").to_pylist()[0]
+    assert out["id"] == "slake_vqa_0" and out["kind"] == "yes_no" and out["answer"] == "Yes"
+    # the release numbers only the English rows it keeps: the missing image took number 1
+    rejects = [json.loads(x) for x in (tmp_path / "out" / "slake_vqa.rejects.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rejects if r["reason"] == "bad_image"} == {"slake_vqa_1"}
+    no_root = convert_task("slake_vqa", str(src), tmp_path / "out2")
     assert no_root["rejected_by_reason"]["bad_image"] == 2
 
 

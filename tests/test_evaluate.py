@@ -44,7 +44,7 @@ TASK_ROWS = {
             "kind": "mcq",
         },
     ],
-    "vqa_rad": [
+    "rad_vqa": [
         {
             "id": "v1",
             "question": "Is there a fracture?",
@@ -62,7 +62,7 @@ TASK_ROWS = {
             "kind": "open",
         },
     ],
-    "mimic_cxr_summarization": [
+    "mimic_cxr_report_summarization": [
         {
             "id": "m1",
             "question": "Summarize: no consolidation.",
@@ -91,11 +91,15 @@ def write_tasks(data_dir):
         )
 
 
-def policy(payload):
-    content = payload["messages"][-1]["content"]
-    text = (
+def text_of(content):
+    return (
         content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
     )
+
+
+def policy(payload):
+    content = payload["messages"][-1]["content"]
+    text = text_of(content)
     if payload.get("temperature") != 0.0 or payload.get("max_tokens") != 2048:
         return "wrong sampling parameters"
     for key, answer in ANSWERS.items():
@@ -113,12 +117,14 @@ JUDGE_LOG = []
 def judge_policy(payload):
     messages = payload["messages"]
     JUDGE_LOG.append(len(messages))
-    first = messages[0]["content"]
+    first = text_of(messages[0]["content"])
     if "UNDECIDABLE" in first:
         return "I cannot decide."
-    if "0 to 5" in first:
+    if "between 0 and 5" in first or "from 0 to 5" in first:
         return '{"score": 4}'
-    ref = re.search(r"Reference answer:\n(.*?)\n\nModel answer:\n(.*?)\n\n", first, re.S)
+    ref = re.search(r"Correct Answer:\n(.*?)\n\nPredicted Answer:\n(.*?)\n\nScore 1", first, re.S) or re.search(
+        r"Reference answer:\n(.*?)\n\nModel answer:\n(.*?)\n\n", first, re.S
+    )  # the release's prompt, or the medix protocol's
     reference, prediction = ref.group(1).strip().lower(), ref.group(2).strip().lower()
     if len(messages) == 3 and "deltoid" in reference:  # flips once on re-evaluation: majority decides
         return '{"score": 1}'
@@ -166,8 +172,8 @@ def test_eval_end_to_end(tmp_path):
     assert set(t) == set(TASK_ROWS)
     # a1 correct (prediction cut after </think>), a2 wrong (majority 0 of 0/1/0), a3 unparseable -> failure
     assert t["mmlu_anatomy"] == {"n": 3, "scored": 2, "accuracy": 50.0, "judge_failures": 1, "generation_failures": 0}
-    assert t["vqa_rad"]["accuracy"] == 50.0
-    assert t["mimic_cxr_summarization"]["accuracy"] == 80.0  # rubric 4,4,4 -> 4/5
+    assert t["rad_vqa"]["accuracy"] == 50.0
+    assert t["mimic_cxr_report_summarization"]["accuracy"] == 80.0  # rubric 4,4,4 -> 4/5
     assert res["overall"] == pytest.approx(round((50 + 50 + 80) / 3, 2))
     assert res["run"]["unparseable_verdicts"] == 3  # a3: 1 try + 2 re-asks
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
@@ -183,7 +189,7 @@ def test_eval_end_to_end(tmp_path):
     # side by side, with a second run that differs
     other = tmp_path / "other"
     other.mkdir()
-    res["tasks"]["vqa_rad"]["accuracy"] = 100.0
+    res["tasks"]["rad_vqa"]["accuracy"] = 100.0
     res["overall"] = 76.67
     (other / "results.json").write_text(json.dumps(res))
     proc = subprocess.run(
@@ -203,7 +209,7 @@ def test_eval_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| task | out | other |" in proc.stdout
-    assert "| vqa_rad | 50.00 | 100.00 |" in proc.stdout and "| overall | 60.00 | 76.67 |" in proc.stdout
+    assert "| rad_vqa | 50.00 | 100.00 |" in proc.stdout and "| overall | 60.00 | 76.67 |" in proc.stdout
     assert Image.open(tmp_path / "cmp" / "compare.png").format == "PNG"
 
 
@@ -271,7 +277,7 @@ def test_eval_recipe_with_running_servers(tmp_path):
             JUDGE_URL=judge.url,
             DATA_DIR=str(tmp_path / "data"),
             OUT=str(tmp_path / "out"),
-            TASKS="mmlu_anatomy,vqa_rad",
+            TASKS="mmlu_anatomy,rad_vqa",
             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
         )
         proc = subprocess.run(
@@ -283,4 +289,27 @@ def test_eval_recipe_with_running_servers(tmp_path):
         )
     assert proc.returncode == 0, proc.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(res["tasks"]) == {"mmlu_anatomy", "vqa_rad"} and res["run"]["model"] == "some-model"
+    assert set(res["tasks"]) == {"mmlu_anatomy", "rad_vqa"} and res["run"]["model"] == "some-model"
+
+
+def test_medix_protocol_is_opt_in(tmp_path):
+    write_tasks(tmp_path / "data")
+    seen = []
+
+    def judge(payload):
+        seen.append(payload)
+        return judge_policy(payload)
+
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge) as judge_server:
+        proc = subprocess.run(
+            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge_server.url, "--protocol", "medix"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["run"]["protocol"] == "medix" and res["tasks"]["mimic_cxr_report_summarization"]["accuracy"] == 80.0
+    assert all(p["chat_template_kwargs"] == {"enable_thinking": False} and p["max_tokens"] == 256 for p in seen)
+    assert all(isinstance(p["messages"][0]["content"], str) for p in seen)
+    assert not any(p["messages"][0]["content"].endswith(" /no_think") for p in seen)

@@ -143,7 +143,9 @@ def test_judge_prompt_is_verbatim():
             'Given a predicted answer and the ground truth answer, respond with exactly "YES" if the content '
             'matches, otherwise respond with "NO".\n'
             'Start your response with "YES" or "NO" in uppercase.\n\n'
-            "Predicted:Pneumonia\nGround Truth:Lobar pneumonia",
+            # the release's create_prompt is a triple-quoted f-string closed on its own line: one
+            # newline after the ground truth, in every request
+            "Predicted:Pneumonia\nGround Truth:Lobar pneumonia\n",
         }
     ]
     assert rf.PAPER_JUDGE_PARAMS == {
@@ -210,3 +212,13 @@ def test_non_string_inputs_are_rejected():
         rf.prepare(None, "<X_RAY> a")
     with pytest.raises(TypeError, match="ground_truth must be a string"):
         rf.prepare("x", 3)
+
+
+# 4.9 modality when the ground truth has no '>'
+def test_paper_modality_without_a_tag_compares_with_the_ground_truth_plus_gt_sign():
+    # the release: ground_truth.split(">", 1)[0] + ">" is the whole ground truth plus ">"
+    paper = rf.prepare("CT SCAN><thinking>r</thinking><answer>x</answer>", "CT SCAN", rf.PAPER)
+    assert paper.modality == 1.0 and paper.route == rf.ROUTE_NO_REFERENCE
+    assert rf.prepare("<CT_SCAN><thinking>r</thinking><answer>x</answer>", "CT SCAN", rf.PAPER).modality == 0.0
+    robust = rf.prepare("CT SCAN><thinking>r</thinking><answer>x</answer>", "CT SCAN", rf.ROBUST)
+    assert robust.modality == 0.0  # robust: no tag, no modality credit

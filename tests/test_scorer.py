@@ -154,3 +154,36 @@ def test_compute_score_entry_point(minilm_path):
     assert list(a) == list(b) == list(rf.RESULT_KEYS)
     assert a["score"] == pytest.approx(1.0)
     assert b["modality"] == 0.0 and b["accuracy_llm"] == 1.0
+
+
+def test_paper_judge_request_is_the_releases_body(minilm):
+    # the body the release's chat_with_vllm posts for create_prompt(predict, ground_truth), written out
+    # from training/examples/reward_function/medical.py (its f-string ends with a newline)
+    predicted, reference = "left lower lobe pneumonia", "Pneumonia in the left lower lobe"
+    release_prompt = (
+        "You are a helpful assistant.\n"
+        'Given a predicted answer and the ground truth answer, respond with exactly "YES" if the content matches, '
+        'otherwise respond with "NO".\n'
+        'Start your response with "YES" or "NO" in uppercase.\n'
+        "\n"
+        f"Predicted:{predicted}\n"
+        f"Ground Truth:{reference}\n"
+    )
+    release_body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": release_prompt}],
+        "max_tokens": 4,
+        "temperature": 0.0,
+        "chat_template_kwargs": {"enable_thinking": False},
+        "top_p": 1.0,
+    }
+    seen = []
+
+    def judge_policy(payload):
+        seen.append(payload)
+        return "NO"
+
+    with FakeJudge(chat_policy=judge_policy) as judge:
+        score(make_scorer(judge, minilm), resp(predicted), f"<CT_SCAN> {reference}")
+    assert seen == [release_body]
+    assert seen[0]["messages"][0]["content"].encode() == release_prompt.encode()

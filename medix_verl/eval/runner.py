@@ -1,9 +1,11 @@
 """Reference-based LLM-as-judge evaluation over the MediX-R1 benchmarks (spec section 6).
 
-The policy answers every question through an OpenAI-compatible server (images inline as data
-URLs); a judge model grades each answer against the reference in a three-round conversation
-(each round followed by a request to re-evaluate), and the majority of the three verdicts is the
-sample's score. The MIMIC report tasks use a 0-5 rubric: the mean of the three rounds divided by 5.
+The policy answers every question through an OpenAI-compatible server as the release's
+``generate`` asks it (one user message of content parts: the image re-encoded as JPEG, then the
+text); a judge model grades each answer against the reference in a three-round conversation (each
+round followed by a request to re-evaluate) under a judge protocol (:mod:`.protocols`: the
+release's by default). The 0/1 tasks take the majority of the rounds, the MIMIC tasks the mean of
+their 0-5 rubric scores divided by 5.
 
 Every finished sample is appended to ``OUT/samples.jsonl``; a re-run does only what is missing.
 """
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -23,75 +25,12 @@ from pathlib import Path
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
 from ..clients.chat import ChatClient, ChatRequestError, reply_text
+from .protocols import JudgeProtocol, get_protocol
 
-GEN_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 2048}
-JUDGE_PARAMS = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 256, "chat_template_kwargs": {"enable_thinking": False}}
-_THINK_END = re.compile(r"</think(?:ing)?>")
-
-JUDGE_BINARY = (
-    "You are an expert medical evaluator. Decide whether the model's answer to the question is correct "
-    "according to the reference answer.\n"
-    "Count it correct if it gives the reference answer in other words, or, for a multiple-choice question, "
-    "the correct option label or the correct option's text. Count it wrong if it is incorrect, incomplete "
-    "in a way that changes the meaning, or gives several different answers.\n\n"
-    "Question:\n{question}\n\nReference answer:\n{reference}\n\nModel answer:\n{prediction}\n\n"
-    'Respond with JSON only: {{"score": 1}} if correct, {{"score": 0}} if not.'
-)
-JUDGE_RUBRIC = (
-    "You are an expert radiologist grading a generated radiology text against the reference.\n"
-    "Score it from 0 to 5: 5 = all clinically relevant findings correct and nothing wrong added; "
-    "4 = minor omissions; 3 = some important findings missing or one error; 2 = several errors or "
-    "omissions; 1 = mostly wrong; 0 = unrelated or empty.\n\n"
-    "Task:\n{question}\n\nReference:\n{reference}\n\nGenerated:\n{prediction}\n\n"
-    'Respond with JSON only: {{"score": N}} with N an integer from 0 to 5.'
-)
-REEVALUATE = (
-    "Please re-evaluate the model answer carefully against the reference once more and give your final "
-    'judgement in the same JSON format ({{"score": ...}}).'
-)
-_JSON_OBJ = re.compile(r"\{[^{}]*\}")
-
-
-def cut_prediction(text: str) -> str:
-    """The answer part of a reply: the text after the last ``</think>`` / ``</thinking>``.
-
-    >>> cut_prediction("<think>hmm</think> B. Aspirin")
-    'B. Aspirin'
-    """
-    ends = list(_THINK_END.finditer(text))
-    return (text[ends[-1].end() :] if ends else text).strip()
-
-
-def parse_score(reply: str, allowed: range) -> int | None:
-    """The ``score`` of the first JSON object in ``reply`` if it is an allowed integer, else None.
-
-    >>> parse_score('Sure. {"score": 1}', range(2)), parse_score('{"score": 7}', range(6)), parse_score("yes", range(2))
-    (1, None, None)
-    """
-    for match in _JSON_OBJ.finditer(reply or ""):
-        try:
-            value = json.loads(match.group(0)).get("score")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, int) and value in allowed:
-            return value
-        return None
-    return None
-
-
-def combine_rounds(scores: list[int], rubric: bool) -> float:
-    """Majority of the binary rounds, or the mean of the 0-5 rubric rounds divided by 5.
-
-    >>> combine_rounds([1, 0, 1], False), combine_rounds([0, 0, 1], False), combine_rounds([5, 4, 3], True)
-    (1.0, 0.0, 0.8)
-    """
-    if rubric:
-        return sum(scores) / len(scores) / 5.0
-    return 1.0 if sum(scores) * 2 > len(scores) else 0.0
+#: the release's generation request (``generate``): greedy, 2,048 new tokens
+GEN_PARAMS = {"max_tokens": 2048, "temperature": 0.0, "top_p": 1.0}
+#: the release's generation client times out after 180 s; ours defaults to more (--timeout)
+FORCE_THINK_SUFFIX = " <think>"
 
 
 # ----------------------------------------------------------------------------- data
@@ -133,18 +72,29 @@ def load_samples(data_dir: Path, task: str, limit: int | None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
+def release_jpeg(data: bytes) -> bytes:
+    """An image as the release sends it: decoded, ``.convert("RGB")`` (alpha dropped, not
+    composited), saved as JPEG at PIL's default quality."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
 def image_part(image: dict) -> dict:
-    data = image["bytes"]
-    mime = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
+    url = "data:image/jpeg;base64," + base64.b64encode(release_jpeg(image["bytes"])).decode()
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
-def generation_messages(sample: dict, system_prompt: str | None) -> list[dict]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    if sample.get("images"):
-        content = [image_part(im) for im in sample["images"]] + [{"type": "text", "text": sample["question"]}]
-    else:
-        content = sample["question"]
+def generation_messages(sample: dict, system_prompt: str | None, force_think: bool = False) -> list[dict]:
+    """The release's generation messages: an optional system message, then one user message whose
+    content is the image part(s) and one text part (``" <think>"`` appended with ``force_think``)."""
+    messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
+    text = sample["question"] + (FORCE_THINK_SUFFIX if force_think else "")
+    content = [image_part(im) for im in sample.get("images") or []] + [{"type": "text", "text": text}]
     messages.append({"role": "user", "content": content})
     return messages
 
@@ -202,6 +152,8 @@ class EvalConfig:
     retries: int = 3
     verdict_retries: int = 2
     progress: bool = True
+    protocol: str = "release"
+    force_think: bool = False
 
 
 @dataclass
@@ -212,46 +164,42 @@ class Counters:
 
 
 async def _judge_sample(
-    judge: ChatClient, sample: dict, prediction: str, rounds: int, verdict_retries: int, counters: Counters
-) -> tuple[list[int], str | None]:
+    judge: ChatClient,
+    protocol: JudgeProtocol,
+    sample: dict,
+    prediction: str,
+    rounds: int,
+    verdict_retries: int,
+    counters: Counters,
+) -> tuple[list, str | None]:
     rubric = TASKS[sample["task"]].judging == "rubric"
-    allowed = range(6) if rubric else range(2)
-    template = JUDGE_RUBRIC if rubric else JUDGE_BINARY
-    messages = [
-        {
-            "role": "user",
-            "content": template.format(
-                question=sample["question"], reference=sample["answer"], prediction=prediction or "(empty)"
-            ),
-        }
-    ]
-    scores: list[int] = []
+    messages = [protocol.first_message(sample["question"], sample["answer"], prediction, rubric)]
+    scores: list = []
     for round_no in range(rounds):
-        if round_no:
-            messages.append({"role": "user", "content": REEVALUATE.format()})
         score = None
         for attempt in range(verdict_retries + 1):
             try:
-                choice = await judge.complete_choice(messages, JUDGE_PARAMS, use_cache=attempt == 0)
+                choice = await judge.complete_choice(messages, protocol.params, use_cache=attempt == 0)
             except ChatRequestError as exc:
                 return scores, f"judge request failed in round {round_no + 1}: {exc}"
             reply = reply_text(choice)
-            score = parse_score(reply, allowed)
+            score = protocol.score(reply, rubric)
             if score is not None:
                 break
             counters.unparseable += 1
-            judge.forget(messages, JUDGE_PARAMS)
+            judge.forget(messages, protocol.params)
         if score is None:
             return (
                 scores,
                 f"unparseable verdict in round {round_no + 1} after {verdict_retries + 1} tries: {reply[:120]!r}",
             )
         scores.append(score)
-        messages.append({"role": "assistant", "content": reply})
+        messages.extend(protocol.reply_turns(reply))
     return scores, None
 
 
 async def run_eval(cfg: EvalConfig) -> dict:
+    protocol = get_protocol(cfg.protocol)
     tasks = resolve_tasks(cfg.tasks, cfg.data_dir)
     samples = [s for t in tasks for s in load_samples(cfg.data_dir, t, cfg.limit)]
     log = SampleLog(cfg.output / "samples.jsonl")
@@ -264,6 +212,7 @@ async def run_eval(cfg: EvalConfig) -> dict:
         retries=cfg.retries,
         cache_size=0,
         max_error_rate=0.5,
+        role="policy server",
     )
     judge = ChatClient(
         cfg.judge_url,
@@ -291,21 +240,21 @@ async def run_eval(cfg: EvalConfig) -> dict:
                 "answer": sample["answer"],
             }
             try:
-                raw = await policy.complete(generation_messages(sample, cfg.system_prompt), GEN_PARAMS)
+                raw = await policy.complete(generation_messages(sample, cfg.system_prompt, cfg.force_think), GEN_PARAMS)
             except ChatRequestError as exc:
                 counters.generation_failures += 1
                 record.update(
                     raw_output=None, prediction=None, rounds=[], score=None, failure=f"generation failed: {exc}"
                 )
             else:
-                prediction = cut_prediction(raw)
+                prediction = protocol.cut_prediction(raw)
                 if "gen" in bars:
                     bars["gen"].update(1)
                 rounds, failure = await _judge_sample(
-                    judge, sample, prediction, cfg.rounds, cfg.verdict_retries, counters
+                    judge, protocol, sample, prediction, cfg.rounds, cfg.verdict_retries, counters
                 )
                 rubric = TASKS[sample["task"]].judging == "rubric"
-                score = None if failure else combine_rounds(rounds, rubric)
+                score = None if failure else protocol.vote(rounds, rubric)
                 if failure:
                     counters.judge_failures += 1
                 record.update(raw_output=raw, prediction=prediction, rounds=rounds, score=score, failure=failure)
@@ -326,6 +275,7 @@ async def run_eval(cfg: EvalConfig) -> dict:
     results["run"] = {
         "model": cfg.model,
         "judge_model": cfg.judge_model,
+        "protocol": protocol.name,
         "rounds": cfg.rounds,
         "new_samples": len(todo),
         "resumed_samples": len(samples) - len(todo),
