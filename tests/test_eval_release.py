@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import release_fixtures as rf
 
-from data_prep.eval_sets import TASKS, convert_task
+from data_prep.eval_sets import TASKS
+from data_prep.eval_sets import main as eval_sets_main
 from medix_verl.devkit.fake_judge import FakeJudge
 from medix_verl.eval.runner import release_jpeg
 
@@ -29,8 +30,12 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("release")
     rf.write_sources(root / "src")
     out = root / "data"
-    for task, source in rf.TASK_SOURCE.items():
-        stats = convert_task(task, str(root / "src" / source), out, image_root=rf.image_root(task, root / "src"))
+    for task, source in rf.TASK_SOURCE.items():  # the data_prep command line, in this process
+        argv = ["--task", task, "--input", str(root / "src" / source), "--output", str(out), "-q"]
+        if rf.image_root(task, root / "src") is not None:
+            argv += ["--image-root", str(rf.image_root(task, root / "src"))]
+        assert eval_sets_main(argv) == 0
+        stats = json.loads((out / f"{task}.stats.json").read_text())
         assert stats["rows_out"] == len(GOLDEN["tasks"][task]["samples"]), stats
     return out
 
