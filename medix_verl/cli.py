@@ -20,6 +20,8 @@ from .reward import settings as reward_settings
 EXIT_BAD_INPUT = 2
 EXIT_JUDGE = 3
 EXIT_EMBED = 4
+EXIT_FAILURES = 5  # eval: the run finished, but more samples failed than --max-failure-rate allows
+EXIT_BUSY = 6  # eval: the output folder is in use, or holds another run
 
 
 InputError = JsonlError
@@ -165,7 +167,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .eval.runner import EvalConfig, run_eval
+    from .eval.runner import EvalConfig, TooManyFailures, run_eval
+    from .eval.runstate import RunStateError
 
     cfg = EvalConfig(
         tasks=args.tasks,
@@ -184,19 +187,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         protocol=args.protocol,
         force_think=args.force_think,
+        force_new=args.force_new,
+        max_failure_rate=args.max_failure_rate,
     )
     try:
         results = asyncio.run(run_eval(cfg))
+    except RunStateError as exc:
+        print(f"medix-verl eval: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (FileNotFoundError, ValueError) as exc:
         print(f"medix-verl eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ServerUnavailableError as exc:
         print(f"medix-verl eval: server failed: {exc}", file=sys.stderr)
         return EXIT_JUDGE
+    except TooManyFailures as exc:
+        print((Path(args.output) / "results.md").read_text())
+        print(f"medix-verl eval: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
     print((Path(args.output) / "results.md").read_text())
     run = results["run"]
     print(
-        f"{run['new_samples']} samples evaluated, {run['resumed_samples']} resumed; "
+        f"{run['new_samples']} samples evaluated ({run['retried_failures']} earlier failures retried), "
+        f"{run['resumed_samples']} resumed; "
         f"{run['unparseable_verdicts']} unparseable verdicts re-asked; {run['judge_failures']} judge failures; "
         f"{run['generation_failures']} generation failures; reports in {args.output}",
         file=sys.stderr,
@@ -256,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--force-think", action="store_true", help="append ' <think>' to every question (the release's FORCE_THINK=1)"
+    )
+    e.add_argument(
+        "--force-new",
+        action="store_true",
+        help="the output folder holds another run: move it to OUTPUT/previous-<time>/ and start again",
+    )
+    e.add_argument(
+        "--max-failure-rate",
+        type=float,
+        default=0.02,
+        help="exit 5 if more than this share of samples failed after their retries (default 0.02); a rerun retries them",
     )
     e.add_argument("--system-prompt", help="system prompt for the evaluated model (default none, as released)")
     e.add_argument("--limit", type=int, help="first N samples of each task")

@@ -161,7 +161,8 @@ def test_eval_end_to_end(tmp_path):
     JUDGE_LOG.clear()
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
         proc = subprocess.run(
-            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url),
+            # a3 stays unreadable: one failed sample of six, accepted here
+            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url, "--max-failure-rate", "0.2"),
             capture_output=True,
             text=True,
             timeout=300,
@@ -281,7 +282,7 @@ def test_eval_recipe_with_running_servers(tmp_path):
             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
         )
         proc = subprocess.run(
-            ["bash", str(root / "recipes" / "eval_medix_r1.sh"), "-q"],
+            ["bash", str(root / "recipes" / "eval_medix_r1.sh"), "-q", "--max-failure-rate", "0.5"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -302,7 +303,16 @@ def test_medix_protocol_is_opt_in(tmp_path):
 
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge) as judge_server:
         proc = subprocess.run(
-            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge_server.url, "--protocol", "medix"),
+            eval_cmd(
+                tmp_path / "data",
+                tmp_path / "out",
+                model.url,
+                judge_server.url,
+                "--protocol",
+                "medix",
+                "--max-failure-rate",
+                "0.2",
+            ),  # fmt: skip
             capture_output=True,
             text=True,
             timeout=300,

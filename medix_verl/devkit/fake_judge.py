@@ -47,6 +47,9 @@ class FakeJudge:
         hang: bool = False,
         malformed: bool = False,
         reset: bool = False,
+        reset_rate: float = 0.0,
+        stall_rate: float = 0.0,
+        stall_s: float = 0.0,
         seed: int = 0,
         yes_prob: Callable[[str], float] | None = None,
         chat_policy: Callable[[dict], str] | None = None,
@@ -61,6 +64,9 @@ class FakeJudge:
         self.hang = hang
         self.malformed = malformed
         self.reset = reset
+        self.reset_rate = reset_rate  # share of requests whose connection is dropped
+        self.stall_rate = stall_rate  # share of requests that stall for stall_s before they are served
+        self.stall_s = stall_s
         self.yes_prob = yes_prob
         self.chat_policy = chat_policy  # sees the whole request payload (multi-turn, images)
         self._rng = random.Random(seed)
@@ -105,6 +111,11 @@ class FakeJudge:
             return web.json_response({"error": {"message": "flaky"}}, status=self.fail_status)
         if self.error_rate and self._rng.random() < self.error_rate:
             return web.json_response({"error": {"message": "random failure"}}, status=500)
+        if self.reset_rate and self._rng.random() < self.reset_rate:
+            request.transport.close()
+            return web.Response(status=500)
+        if self.stall_rate and self._rng.random() < self.stall_rate:
+            await asyncio.sleep(self.stall_s)
         async with self._capacity:
             self.in_service += 1
             self.max_in_service = max(self.max_in_service, self.in_service)

@@ -26,6 +26,7 @@ from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
 from ..clients.chat import ChatClient, ChatRequestError, reply_text
 from .protocols import JudgeProtocol, get_protocol
+from .runstate import LOG_NAME, FolderLock, SampleLog, check_fingerprint, file_sha256
 
 #: the release's generation request (``generate``): greedy, 2,048 new tokens
 GEN_PARAMS = {"max_tokens": 2048, "temperature": 0.0, "top_p": 1.0}
@@ -99,40 +100,6 @@ def generation_messages(sample: dict, system_prompt: str | None, force_think: bo
     return messages
 
 
-# ----------------------------------------------------------------------------- results log
-class SampleLog:
-    """``samples.jsonl``: one JSON line per finished sample, appended with a single write."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.done: dict[tuple[str, str], dict] = {}
-        if path.exists():
-            raw = path.read_bytes()
-            good_end = 0
-            for line in raw.split(b"\n"):
-                if not line.strip():
-                    good_end += len(line) + 1
-                    continue
-                try:
-                    rec = json.loads(line)
-                    self.done[(rec["task"], str(rec["id"]))] = rec
-                    good_end += len(line) + 1
-                except (ValueError, KeyError):
-                    break  # a line cut by a kill: it and anything after are redone
-            if good_end < len(raw):
-                with open(path, "r+b") as handle:
-                    handle.truncate(min(good_end, len(raw)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def append(self, record: dict) -> None:
-        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
-        self.done[(record["task"], str(record["id"]))] = record
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 # ----------------------------------------------------------------------------- running
 @dataclass
 class EvalConfig:
@@ -154,6 +121,8 @@ class EvalConfig:
     progress: bool = True
     protocol: str = "release"
     force_think: bool = False
+    force_new: bool = False
+    max_failure_rate: float = 0.02
 
 
 @dataclass
@@ -198,12 +167,61 @@ async def _judge_sample(
     return scores, None
 
 
+def run_settings(cfg: EvalConfig, protocol: JudgeProtocol) -> dict:
+    """What must be equal for a resumed run to reuse earlier answers (server URLs may change)."""
+    return {
+        "model": cfg.model,
+        "judge_model": cfg.judge_model,
+        "protocol": protocol.name,
+        "rounds": cfg.rounds,
+        "system_prompt": cfg.system_prompt,
+        "force_think": cfg.force_think,
+        "generation_params": GEN_PARAMS,
+        "judge_params": protocol.params,
+    }
+
+
+class TooManyFailures(RuntimeError):
+    """The run finished, but more samples failed than ``max_failure_rate`` allows."""
+
+
 async def run_eval(cfg: EvalConfig) -> dict:
+    """Run (or resume) an evaluation in ``cfg.output``, holding the folder's lock throughout."""
     protocol = get_protocol(cfg.protocol)
     tasks = resolve_tasks(cfg.tasks, cfg.data_dir)
+    hashes = {t: file_sha256(cfg.data_dir / f"{t}.parquet") for t in tasks}
+    with FolderLock(cfg.output):
+        check_fingerprint(cfg.output, run_settings(cfg, protocol), hashes, force_new=cfg.force_new)
+        results = await _run_locked(cfg, protocol, tasks)
+    failed = results["run"]["failed_samples"]
+    if failed > cfg.max_failure_rate * results["run"]["samples"]:
+        generation = sum(t["generation_failures"] for t in results["tasks"].values())
+        raise TooManyFailures(
+            f"{failed} of {results['run']['samples']} samples failed ({generation} in generation, "
+            f"{failed - generation} in judging), over --max-failure-rate "
+            f"{cfg.max_failure_rate:g}; their accuracy is left out of the report. Run the same command again "
+            f"to retry them (see {cfg.output / 'samples.jsonl'}, field 'failure')"
+        )
+    return results
+
+
+async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]) -> dict:
     samples = [s for t in tasks for s in load_samples(cfg.data_dir, t, cfg.limit)]
-    log = SampleLog(cfg.output / "samples.jsonl")
-    todo = [s for s in samples if (s["task"], str(s["id"])) not in log.done]
+    log = SampleLog(cfg.output / LOG_NAME)
+    if log.skipped_lines:
+        print(
+            f"medix-verl eval: {log.path}: skipped {len(log.skipped_lines)} unreadable line(s) "
+            f"(line {', '.join(map(str, log.skipped_lines[:10]))}); their samples are done again",
+            file=sys.stderr,
+        )
+    skipped_lines = len(log.skipped_lines)
+
+    def finished(sample) -> bool:
+        rec = log.done.get((sample["task"], str(sample["id"])))
+        return rec is not None and rec.get("score") is not None
+
+    todo = [s for s in samples if not finished(s)]
+    retried = sum(1 for s in todo if (s["task"], str(s["id"])) in log.done)
     policy = ChatClient(
         cfg.model_url,
         cfg.model,
@@ -268,17 +286,22 @@ async def run_eval(cfg: EvalConfig) -> dict:
     finally:
         for bar in bars.values():
             bar.close()
-        log.close()
         await policy.aclose()
         await judge.aclose()
+    log.compact()
+    log.close()
     results = summarize(cfg.output, tasks, samples, log.done)
     results["run"] = {
         "model": cfg.model,
         "judge_model": cfg.judge_model,
         "protocol": protocol.name,
         "rounds": cfg.rounds,
+        "samples": len(samples),
         "new_samples": len(todo),
         "resumed_samples": len(samples) - len(todo),
+        "retried_failures": retried,
+        "skipped_log_lines": skipped_lines,
+        "failed_samples": sum(1 for s in samples if not finished(s)),
         "seconds": round(time.perf_counter() - started, 2),
         "unparseable_verdicts": counters.unparseable,
         "generation_failures": counters.generation_failures,
