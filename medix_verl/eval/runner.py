@@ -16,7 +16,6 @@ import asyncio
 import base64
 import io
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
