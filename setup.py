@@ -31,6 +31,7 @@ setup(
         "pillow>=10.0",
         "sentence-transformers>=3.0",
         "scikit-learn",
+        "filelock",
         "qwen-vl-utils",
         "tqdm",
     ],

@@ -5,8 +5,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,43 @@ import pyarrow.parquet as pq
 
 class SourceError(ValueError):
     """The input cannot be read: the message names it and says why."""
+
+
+def require_columns(row: dict, columns, src: str, what: str) -> None:
+    """Refuse an input whose rows lack a column the conversion reads (checked on the first row)."""
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise SourceError(f"{src}: missing column(s) {missing}; it has {sorted(row)}; {what} reads {list(columns)}")
+
+
+def normalize_id(value: Any) -> str | None:
+    """A row id as a string: strings as they are, integers in decimal, UTF-8 bytes decoded; None
+    for a missing or unusable id (empty, not UTF-8, another type).
+
+    >>> normalize_id("a1"), normalize_id(7), normalize_id(b"x9"), normalize_id(b"\\xff"), normalize_id(True)
+    ('a1', '7', 'x9', None, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def json_id(value: Any) -> Any:
+    """A row id that JSON can hold, for the rejects ledger (bytes and odd types are shown, not dropped)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return repr(value)
 
 
 # ---------------------------------------------------------------------------- input
@@ -129,8 +169,6 @@ class ShardedParquetWriter:
         self.shard_rows = shard_rows
         self.row_group_rows = row_group_rows
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.glob(f"{name}-*-of-*.parquet"):
-            stale.unlink()
         self._tmp_files: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
         self._in_shard = 0
@@ -180,12 +218,39 @@ class ShardedParquetWriter:
             finals = [self.out_dir / f"{self.name}.parquet"]
         else:
             finals = [self.out_dir / f"{self.name}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
-            single = self.out_dir / f"{self.name}.parquet"
-            if single.exists():
-                single.unlink()
         for tmp, final in zip(self._tmp_files, finals):
             os.replace(tmp, final)
         return finals
+
+
+def _outputs_of(folder: Path, name: str) -> list[Path]:
+    patterns = (f"{name}.parquet", f"{name}-*-of-*.parquet", f"{name}.rejects.jsonl", f"{name}.stats.json")
+    return [p for pattern in patterns for p in folder.glob(pattern)]
+
+
+@contextmanager
+def staged_output(out_dir: str | Path, name: str):
+    """A private folder inside ``out_dir`` for one conversion's files (parquet, rejects, stats).
+
+    When the conversion succeeds they replace the previous outputs of ``name`` (stale shards of an
+    earlier run are removed); when it fails, they are deleted and the previous outputs stay as
+    they were.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=out_dir))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    new = {p.name for p in staging.iterdir()}
+    for path in staging.iterdir():
+        os.replace(path, out_dir / path.name)
+    for old in _outputs_of(out_dir, name):
+        if old.name not in new:
+            old.unlink()
+    staging.rmdir()
 
 
 class Ledger:
@@ -210,7 +275,8 @@ class Ledger:
         self.reasons[code] += 1
         for key, value in groups.items():
             self.rejected_by.setdefault(key, Counter())[str(value)] += 1
-        self._handle.write(json.dumps({"id": row_id, "reason": code, "detail": reason}, ensure_ascii=False) + "\n")
+        record = {"id": json_id(row_id), "reason": code, "detail": reason}
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     @property
     def rows_rejected(self) -> int:

@@ -22,7 +22,6 @@ range, an unreadable image), the row is rejected with the reason instead.
 from __future__ import annotations
 
 import argparse
-import io
 import string
 import sys
 from collections.abc import Callable
@@ -31,10 +30,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
-from PIL import Image
 
-from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
-from .images import ImageError, image_bytes
+from .common import Ledger, ShardedParquetWriter, iter_source, require_columns, run_cli, staged_output
+from .images import ImageError, image_bytes, open_checked
 
 SCHEMA = pa.schema(
     [
@@ -301,16 +299,12 @@ RUBRIC_TASKS = tuple(n for n, t in TASKS.items() if t.judging == "rubric")
 assert len(TASKS) == 17
 
 
-def _image_file(value: str, image_root: Path | None, k: int) -> str:
-    """A relative path (SLAKE ``img_name``) or a URL (MIMIC: the file as PhysioNet's ``wget`` saves
-    it, by its base name) -> a file under ``--image-root``."""
+def _image_path(value: str) -> str:
+    """A row's image reference as a path under ``--image-root``: SLAKE's relative ``img_name``;
+    MIMIC's PhysioNet URL by its base name (the file ``wget`` saves)."""
     if "://" in value:
-        value = PurePosixPath(value.split("://", 1)[1]).name
-    elif Path(value).is_absolute():
-        return value
-    if image_root is None:
-        raise Skip("bad_image", f"image {k} is a relative path or URL {value!r}: pass --image-root")
-    return str(image_root / value)
+        return PurePosixPath(value.split("://", 1)[1]).name
+    return value
 
 
 def _images(row: dict, spec: TaskSpec, image_root: Path | None) -> list[dict]:
@@ -320,11 +314,9 @@ def _images(row: dict, spec: TaskSpec, image_root: Path | None) -> list[dict]:
         value = row.get(column)
         if not value:
             continue
-        if isinstance(value, str):
-            value = _image_file(value, image_root, 0)
         try:
-            data = image_bytes(value)
-            with Image.open(io.BytesIO(data)) as img:
+            data = image_bytes(_image_path(value) if isinstance(value, str) else value, image_root)
+            with open_checked(data) as img:
                 img.convert("RGB")
         except ImageError as exc:
             raise Skip("bad_image", f"image: {exc}") from None
@@ -347,10 +339,14 @@ def convert_task(
         spec = TASKS[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}") from None
-    out_dir = Path(out_dir)
     root = Path(image_root) if image_root else None
-    writer = ShardedParquetWriter(out_dir, task, SCHEMA)
-    ledger = Ledger(out_dir, task)
+    with staged_output(out_dir, task) as staging:
+        return _convert_task(task, spec, src, staging, root, limit, progress)
+
+
+def _convert_task(task, spec, src, staging, root, limit, progress) -> dict:
+    writer = ShardedParquetWriter(staging, task, SCHEMA)
+    ledger = Ledger(staging, task)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -363,6 +359,8 @@ def convert_task(
             if limit is not None and index >= limit:
                 done = True
                 break
+            if not ledger.rows_in:
+                require_columns(row, spec.columns, str(src), f"task {task}")
             ledger.rows_in += 1
             source_id = row.get("id")
             try:
@@ -383,6 +381,8 @@ def convert_task(
                 item["images"] = _images(row, spec, root) if spec.has_images else []
             except Skip as exc:
                 ledger.reject(row_id, str(exc), exc.code)
+            except MemoryError:  # one oversized row must not end the run
+                ledger.reject(row_id, "ran out of memory converting this row", "out_of_memory")
             else:
                 writer.write({"id": row_id, "task": task, **item})
                 ledger.accept(kind=item["kind"])

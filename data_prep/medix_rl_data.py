@@ -24,7 +24,16 @@ import pyarrow as pa
 from reward_fns import MODALITY_TAGS, parse_ground_truth
 from reward_fns.prompts import IMAGE_PLACEHOLDER, medix_prompt
 
-from .common import Ledger, ShardedParquetWriter, iter_source, run_cli
+from .common import (
+    Ledger,
+    ShardedParquetWriter,
+    iter_source,
+    json_id,
+    normalize_id,
+    require_columns,
+    run_cli,
+    staged_output,
+)
 from .images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageError, normalize_image
 
 COLUMNS = ["id", "image", "source", "problem", "solution"]
@@ -65,11 +74,13 @@ class RowRejected(Exception):
         self.detail = detail
 
 
-def convert_row(row: dict, split: str, index: int, min_pixels: int, max_pixels: int) -> dict:
+def convert_row(
+    row: dict, split: str, index: int, min_pixels: int, max_pixels: int, image_root: str | None = None
+) -> dict:
     """One published row -> one verl row. Raises :class:`RowRejected` with a reason code."""
-    row_id = row.get("id")
-    if row_id is None or str(row_id).strip() == "":
-        raise RowRejected("missing_id", "row has no id")
+    row_id = normalize_id(row.get("id"))
+    if row_id is None:
+        raise RowRejected("missing_id", f"row has no usable id (got {json_id(row.get('id'))!r})")
     problem = row.get("problem")
     if not isinstance(problem, str) or not problem.strip():
         raise RowRejected("empty_problem", "problem is empty")
@@ -91,7 +102,9 @@ def convert_row(row: dict, split: str, index: int, min_pixels: int, max_pixels: 
     out_images = []
     for k, image in enumerate(images):
         try:
-            out_images.append(normalize_image(image, min_pixels=min_pixels, max_pixels=max_pixels))
+            out_images.append(
+                normalize_image(image, min_pixels=min_pixels, max_pixels=max_pixels, image_root=image_root)
+            )
         except ImageError as exc:
             raise RowRejected("bad_image", f"image {k}: {exc}") from None
     source = str(row.get("source") or "unknown")
@@ -103,7 +116,7 @@ def convert_row(row: dict, split: str, index: int, min_pixels: int, max_pixels: 
         "ability": ABILITY,
         "reward_model": {"style": "model", "ground_truth": solution},
         "extra_info": {
-            "id": str(row_id),
+            "id": row_id,
             "source": source,
             "question": question,
             "modality": gt.tag,
@@ -115,13 +128,15 @@ def convert_row(row: dict, split: str, index: int, min_pixels: int, max_pixels: 
 
 
 def _convert_chunk(args):
-    rows, split, start, min_pixels, max_pixels = args
+    rows, split, start, min_pixels, max_pixels, image_root = args
     out = []
     for offset, row in enumerate(rows):
         try:
-            out.append(("ok", convert_row(row, split, start + offset, min_pixels, max_pixels)))
+            out.append(("ok", convert_row(row, split, start + offset, min_pixels, max_pixels, image_root)))
         except RowRejected as exc:
             out.append(("reject", (exc.code, exc.detail)))
+        except MemoryError:  # one oversized row must not end the run
+            out.append(("reject", ("out_of_memory", "ran out of memory converting this row")))
     return out
 
 
@@ -141,13 +156,21 @@ def convert(
     limit: int | None = None,
     shard_rows: int | None = None,
     progress: bool = True,
+    image_root: str | None = None,
 ) -> dict:
-    """Convert ``src`` and return the statistics (also written to ``DIR/<split>.stats.json``)."""
+    """Convert ``src`` and return the statistics (also written to ``DIR/<split>.stats.json``).
+
+    The outputs replace the previous ones only when the conversion succeeds (:func:`staged_output`).
+    """
     if not 0 < min_pixels <= max_pixels:
         raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
-    out_dir = Path(out_dir)
-    writer = ShardedParquetWriter(out_dir, split, SCHEMA, shard_rows=shard_rows)
-    ledger = Ledger(out_dir, split)
+    with staged_output(out_dir, split) as staging:
+        return _convert(src, split, staging, num_proc, min_pixels, max_pixels, limit, shard_rows, progress, image_root)
+
+
+def _convert(src, split, staging, num_proc, min_pixels, max_pixels, limit, shard_rows, progress, image_root) -> dict:
+    writer = ShardedParquetWriter(staging, split, SCHEMA, shard_rows=shard_rows)
+    ledger = Ledger(staging, split)
     seen: set[str] = set()
     chunk = 16
     window = max(1, num_proc) * 4  # chunks in flight: bounds memory
@@ -159,16 +182,18 @@ def convert(
 
     def consume(rows, results):
         for row, (kind, value) in zip(rows, results):
+            if not ledger.rows_in:
+                require_columns(row, COLUMNS, str(src), "data_prep.medix_rl_data")
             ledger.rows_in += 1
             row_id = row.get("id")
             source = str(row.get("source") or "unknown")
             if kind == "reject":
                 code, detail = value
                 ledger.reject(row_id, detail, code, source=source)
-            elif str(row_id) in seen:
+            elif value["extra_info"]["id"] in seen:
                 ledger.reject(row_id, "id already written earlier in this split", "duplicate_id", source=source)
             else:
-                seen.add(str(row_id))
+                seen.add(value["extra_info"]["id"])
                 writer.write(value)
                 ledger.accept(source=source, modality=value["extra_info"]["modality"])
             if bar is not None:
@@ -184,7 +209,7 @@ def convert(
                 rows = list(islice(stream, chunk))
                 if not rows:
                     break
-                chunks.append((rows, split, index, min_pixels, max_pixels))
+                chunks.append((rows, split, index, min_pixels, max_pixels, image_root))
                 index += len(rows)
             if not chunks:
                 break
@@ -218,6 +243,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument("--limit", type=int, help="convert only the first N rows")
     parser.add_argument("--shard-rows", type=int, help="write shards of N rows")
+    parser.add_argument(
+        "--image-root", help="folder that image paths in the rows are relative to (files elsewhere are refused)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     return run_cli(
@@ -233,6 +261,7 @@ def main(argv=None) -> int:
             limit=args.limit,
             shard_rows=args.shard_rows,
             progress=not args.quiet,
+            image_root=args.image_root,
         ),
     )
 

@@ -29,7 +29,7 @@ class RetryPolicy:
     >>> policy = RetryPolicy(retries=2, backoff=1.0, backoff_max=3.0)
     >>> [policy.should_retry(k) for k in range(3)]
     [True, True, False]
-    >>> 2.0 <= policy.delay(5) <= 4.5 and policy.delay(0, retry_after=10.0) == 10.0
+    >>> 1.5 <= policy.delay(5) <= 4.5 and policy.delay(0, retry_after=10.0) == 10.0
     True
     """
 
