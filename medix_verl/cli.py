@@ -189,6 +189,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         force_think=args.force_think,
         force_new=args.force_new,
         max_failure_rate=args.max_failure_rate,
+        image_ablation=args.image_ablation,
     )
     try:
         results = asyncio.run(run_eval(cfg))
@@ -269,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--force-think", action="store_true", help="append ' <think>' to every question (the release's FORCE_THINK=1)"
+    )
+    e.add_argument(
+        "--image-ablation",
+        choices=["blank", "shuffle"],
+        help="also answer the image tasks with a blank image of the same size, or another sample's image of "
+        "the task, and report the accuracy with it and the difference",
     )
     e.add_argument(
         "--force-new",

@@ -116,7 +116,7 @@ def test_a_bad_line_in_the_middle_is_skipped_and_nothing_valid_is_lost(tmp_path)
     lines = [json.dumps(_rec(0)), "{not json", json.dumps(_rec(1)), json.dumps(_rec(2))]
     path.write_text("\n".join(lines) + "\n")
     log = SampleLog(path)
-    assert set(log.done) == {("medqa", "q0"), ("medqa", "q1"), ("medqa", "q2")}
+    assert set(log.done) == {("medqa", "q0", ""), ("medqa", "q1", ""), ("medqa", "q2", "")}
     assert log.skipped_lines == [2]
     assert path.read_text().count("\n") == 4  # nothing was cut
     log.close()
@@ -126,7 +126,7 @@ def test_only_a_torn_last_line_is_cut(tmp_path):
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps(_rec(0)) + "\n" + json.dumps(_rec(1)) + "\n" + json.dumps(_rec(2))[:25])
     log = SampleLog(path)
-    assert set(log.done) == {("medqa", "q0"), ("medqa", "q1")} and log.skipped_lines == []
+    assert set(log.done) == {("medqa", "q0", ""), ("medqa", "q1", "")} and log.skipped_lines == []
     log.append(_rec(2))
     log.close()
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["q0", "q1", "q2"]

@@ -172,7 +172,17 @@ def test_eval_end_to_end(tmp_path):
     t = res["tasks"]
     assert set(t) == set(TASK_ROWS)
     # a1 correct (prediction cut after </think>), a2 wrong (majority 0 of 0/1/0), a3 unparseable -> failure
-    assert t["mmlu_anatomy"] == {"n": 3, "scored": 2, "accuracy": 50.0, "judge_failures": 1, "generation_failures": 0}
+    assert t["mmlu_anatomy"] == {
+        "n": 3,
+        "scored": 2,
+        "accuracy": 50.0,
+        "ci95": [9.45, 90.55],  # Wilson, 1 of 2
+        "judge_failures": 1,
+        "generation_failures": 0,
+        "rounds_disagree": 0.5,  # a2's judge said 0, 1, 0
+        "flipped": 0.0,  # ... and ended where it started
+        "judge_option_agreement": 1.0,  # a1 "B. Ulna" is the right option and was judged right
+    }
     assert t["rad_vqa"]["accuracy"] == 50.0
     assert t["mimic_cxr_report_summarization"]["accuracy"] == 80.0  # rubric 4,4,4 -> 4/5
     assert res["overall"] == pytest.approx(round((50 + 50 + 80) / 3, 2))
@@ -184,7 +194,9 @@ def test_eval_end_to_end(tmp_path):
     assert a2["rounds"] == [0, 1, 0] and a2["score"] == 0.0
     assert set(JUDGE_LOG) == {1, 3, 5}  # three rounds in one conversation
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "| mmlu_anatomy | 3 | 50.00 | 1 | 0 |" in md and "**60.00**" in md
+    assert "| mmlu_anatomy | 3 | 50.00 | [9.45, 90.55] | 50.0% | 0.0% | 100.0% | 1 | 0 |" in md and "**60.00**" in md
+    assert res["overall_ci95"][0] < 60.0 < res["overall_ci95"][1]
+    assert res["run"]["judge_calls"] >= 15 and res["run"]["judge_tokens"]["prompt"] > 0
     png = Image.open(tmp_path / "out" / "results.png")
     assert png.format == "PNG" and png.size[0] > 600 and png.size[1] > 400
     # side by side, with a second run that differs

@@ -56,6 +56,8 @@ class JudgeStats:
     retries: int = 0
     errors: int = 0  # calls that failed after their retries
     succeeded: int = 0  # HTTP attempts that returned a reply
+    prompt_tokens: int = 0  # as the server's "usage" reports them
+    completion_tokens: int = 0
     latency_sum: float = 0.0
     latency_max: float = 0.0
     latencies: deque = field(default_factory=lambda: deque(maxlen=10_000))
@@ -70,6 +72,8 @@ class JudgeStats:
             "requests": self.requests,
             "retries": self.retries,
             "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
             "latency_mean_s": self.latency_sum / self.succeeded if self.succeeded else 0.0,
             "latency_p50_s": pick(0.5),
             "latency_p95_s": pick(0.95),
@@ -284,7 +288,8 @@ class ChatClient:
             err.retry_after = parse_retry_after(retry_after)
             raise err
         try:
-            choice = json.loads(body)["choices"][0]
+            reply = json.loads(body)
+            choice = reply["choices"][0]
             if not isinstance(choice.get("message"), dict):
                 raise KeyError("message")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
@@ -294,6 +299,10 @@ class ChatClient:
                 kind="protocol",
             ) from None
         self.stats.succeeded += 1
+        usage = reply.get("usage") if isinstance(reply, dict) else None
+        if isinstance(usage, dict):
+            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.stats.latency_sum += elapsed
         self.stats.latency_max = max(self.stats.latency_max, elapsed)
         self.stats.latencies.append(elapsed)

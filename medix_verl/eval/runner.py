@@ -21,11 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
 from ..clients.chat import ChatClient, ChatRequestError, reply_text
+from . import consistency, stats
 from .protocols import JudgeProtocol, get_protocol
 from .runstate import LOG_NAME, FolderLock, SampleLog, check_fingerprint, file_sha256
+from .runstate import record_key as key_of
 
 #: the release's generation request (``generate``): greedy, 2,048 new tokens
 GEN_PARAMS = {"max_tokens": 2048, "temperature": 0.0, "top_p": 1.0}
@@ -122,6 +126,7 @@ class EvalConfig:
     force_think: bool = False
     force_new: bool = False
     max_failure_rate: float = 0.02
+    image_ablation: str | None = None
 
 
 @dataclass
@@ -204,8 +209,37 @@ async def run_eval(cfg: EvalConfig) -> dict:
     return results
 
 
+def ablated(samples: list[dict], mode: str) -> list[dict]:
+    """The image tasks' samples again, with a blank image of the same size (``blank``: black) or
+    another sample's image of the same task (``shuffle``: each takes the next sample's image)."""
+    from PIL import Image
+
+    out = []
+    by_task: dict[str, list[dict]] = {}
+    for s in samples:
+        if s.get("images"):
+            by_task.setdefault(s["task"], []).append(s)
+    for group in by_task.values():
+        for i, s in enumerate(group):
+            if mode == "blank":
+                images = []
+                for im in s["images"]:
+                    with Image.open(io.BytesIO(im["bytes"])) as real:
+                        size = real.size
+                    buf = io.BytesIO()
+                    Image.new("RGB", size, (0, 0, 0)).save(buf, format="PNG")
+                    images.append({"bytes": buf.getvalue()})
+            elif mode == "shuffle":
+                images = group[(i + 1) % len(group)]["images"]
+            else:
+                raise ValueError(f"--image-ablation must be blank or shuffle, got {mode!r}")
+            out.append({**s, "images": images, "variant": mode})
+    return out
+
+
 async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]) -> dict:
     samples = [s for t in tasks for s in load_samples(cfg.data_dir, t, cfg.limit)]
+    variants = ablated(samples, cfg.image_ablation) if cfg.image_ablation else []
     log = SampleLog(cfg.output / LOG_NAME)
     if log.skipped_lines:
         print(
@@ -216,11 +250,11 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
     skipped_lines = len(log.skipped_lines)
 
     def finished(sample) -> bool:
-        rec = log.done.get((sample["task"], str(sample["id"])))
+        rec = log.done.get(key_of(sample))
         return rec is not None and rec.get("score") is not None
 
-    todo = [s for s in samples if not finished(s)]
-    retried = sum(1 for s in todo if (s["task"], str(s["id"])) in log.done)
+    todo = [s for s in samples + variants if not finished(s)]
+    retried = sum(1 for s in todo if key_of(s) in log.done)
     policy = ChatClient(
         cfg.model_url,
         cfg.model,
@@ -246,7 +280,18 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
 
         bars["gen"] = tqdm(total=len(todo), desc="generating", unit="q", file=sys.stderr, position=0)
         bars["judge"] = tqdm(total=len(todo), desc="judging", unit="q", file=sys.stderr, position=1)
-    limit = asyncio.Semaphore(cfg.max_concurrency * 2)
+    # enough samples in flight that neither server waits for the other: while some samples are being
+    # judged (3 rounds), others are being generated
+    limit = asyncio.Semaphore(cfg.max_concurrency * 4)
+
+    def show_failures():
+        for bar in bars.values():
+            bar.set_postfix(
+                gen_failed=counters.generation_failures,
+                judge_failed=counters.judge_failures,
+                unreadable=counters.unparseable,
+                refresh=False,
+            )
 
     async def one(sample):
         async with limit:
@@ -256,6 +301,8 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
                 "kind": sample["kind"],
                 "answer": sample["answer"],
             }
+            if sample.get("variant"):
+                record["variant"] = sample["variant"]
             try:
                 raw = await policy.complete(generation_messages(sample, cfg.system_prompt, cfg.force_think), GEN_PARAMS)
             except ChatRequestError as exc:
@@ -276,7 +323,8 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
                     counters.judge_failures += 1
                 record.update(raw_output=raw, prediction=prediction, rounds=rounds, score=score, failure=failure)
             log.append(record)
-            if "judge" in bars:
+            if bars:
+                show_failures()
                 bars["judge"].update(1)
 
     started = time.perf_counter()
@@ -289,15 +337,16 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         await judge.aclose()
     log.compact()
     log.close()
-    results = summarize(cfg.output, tasks, samples, log.done)
+    results = summarize(cfg.output, tasks, samples, log.done, protocol, cfg.image_ablation)
     results["run"] = {
         "model": cfg.model,
         "judge_model": cfg.judge_model,
         "protocol": protocol.name,
         "rounds": cfg.rounds,
+        "image_ablation": cfg.image_ablation,
         "samples": len(samples),
         "new_samples": len(todo),
-        "resumed_samples": len(samples) - len(todo),
+        "resumed_samples": len(samples) + len(variants) - len(todo),
         "retried_failures": retried,
         "skipped_log_lines": skipped_lines,
         "failed_samples": sum(1 for s in samples if not finished(s)),
@@ -305,27 +354,95 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         "unparseable_verdicts": counters.unparseable,
         "generation_failures": counters.generation_failures,
         "judge_failures": counters.judge_failures,
+        "generation_requests": policy.stats.requests,
+        "generation_tokens": {"prompt": policy.stats.prompt_tokens, "completion": policy.stats.completion_tokens},
+        "judge_calls": judge.stats.calls,
+        "judge_requests": judge.stats.requests,
+        "judge_tokens": {"prompt": judge.stats.prompt_tokens, "completion": judge.stats.completion_tokens},
     }
     write_reports(cfg.output, results)
     return results
 
 
-def summarize(out: Path, tasks: list[str], samples: list[dict], done: dict) -> dict:
-    per_task = {}
+def summarize(
+    out: Path,
+    tasks: list[str],
+    samples: list[dict],
+    done: dict,
+    protocol: JudgeProtocol | None = None,
+    ablation: str | None = None,
+) -> dict:
+    """Per task: counts, accuracy and its 95% interval, judge consistency, the judge's agreement
+    with the chosen option (multiple choice), the image ablation; overall: the unweighted mean
+    over tasks and its interval. Accuracies in percent. Writes the judge/option disagreements to
+    ``OUT/judge_option_disagreements.jsonl``."""
+    protocol = protocol or get_protocol("release")
+    per_task, scores_by_task, disagreements = {}, {}, []
     for task in tasks:
-        recs = [
-            done[(s["task"], str(s["id"]))] for s in samples if s["task"] == task and (s["task"], str(s["id"])) in done
-        ]
-        scored = [r["score"] for r in recs if r.get("score") is not None]
-        per_task[task] = {
-            "n": len([s for s in samples if s["task"] == task]),
-            "scored": len(scored),
-            "accuracy": round(100.0 * sum(scored) / len(scored), 2) if scored else None,
+        mine = [s for s in samples if s["task"] == task]
+        recs = [done[key_of(s)] for s in mine if key_of(s) in done]
+        scored = [r for r in recs if r.get("score") is not None]
+        values = [float(r["score"]) for r in scored]
+        scores_by_task[task] = values
+        rubric = TASKS[task].judging == "rubric"
+        entry = {
+            "n": len(mine),
+            "scored": len(values),
+            "accuracy": pct(sum(values) / len(values)) if values else None,
+            "ci95": [pct(x) for x in stats.task_interval(values)] if values else None,
             "judge_failures": sum(1 for r in recs if r.get("failure") and r.get("prediction") is not None),
             "generation_failures": sum(1 for r in recs if r.get("prediction") is None),
+            **consistency.round_shares([r["rounds"] for r in scored], rubric, protocol),
         }
+        agreement, disagreeing = consistency.option_agreement(mine, done, key_of)
+        if agreement is not None:
+            entry["judge_option_agreement"] = agreement
+            disagreements += disagreeing
+        if ablation and TASKS[task].has_images:
+            entry["ablation"] = _ablation_entry(mine, done, ablation)
+        per_task[task] = entry
+    with open(out / "judge_option_disagreements.jsonl", "w", encoding="utf-8") as handle:
+        for row in disagreements:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     accs = [v["accuracy"] for v in per_task.values() if v["accuracy"] is not None]
-    return {"tasks": per_task, "overall": round(sum(accs) / len(accs), 2) if accs else None, "overall_over": len(accs)}
+    scored_tasks = {t: v for t, v in scores_by_task.items() if v}
+    return {
+        "tasks": per_task,
+        "overall": round(sum(accs) / len(accs), 2) if accs else None,
+        "overall_ci95": [pct(x) for x in stats.overall_interval(scored_tasks)] if scored_tasks else None,
+        "overall_over": len(accs),
+    }
+
+
+def pct(x: float) -> float:
+    return round(100.0 * x, 2)
+
+
+def _ablation_entry(mine: list[dict], done: dict, mode: str) -> dict:
+    real, abl = [], []
+    for s in mine:
+        r, a = done.get(key_of(s)), done.get(key_of({**s, "variant": mode}))
+        if r and a and r.get("score") is not None and a.get("score") is not None:
+            real.append(float(r["score"]))
+            abl.append(float(a["score"]))
+    if not real:
+        return {"mode": mode, "accuracy": None, "diff": None, "ci95": None, "n_paired": 0}
+    low, high, _ = stats.paired_bootstrap(real, abl)
+    return {
+        "mode": mode,
+        "n_paired": len(real),
+        "accuracy": pct(sum(abl) / len(abl)),
+        "diff": pct((sum(abl) - sum(real)) / len(real)),
+        "ci95": [pct(low), pct(high)],
+    }
+
+
+def _num(v, fmt="{:.2f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def _ci(ci) -> str:
+    return "n/a" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def write_reports(out: Path, results: dict, title: str | None = None) -> None:
@@ -334,14 +451,41 @@ def write_reports(out: Path, results: dict, title: str | None = None) -> None:
     lines = [
         f"# {title or 'MediX-R1 evaluation'}",
         "",
-        "| task | n | accuracy | judge failures | generation failures |",
-        "|---|---:|---:|---:|---:|",
+        "| task | n | accuracy | 95% CI | rounds disagree | flipped | judge = option | judge failures | generation failures |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for task, v in results["tasks"].items():
-        acc = "n/a" if v["accuracy"] is None else f"{v['accuracy']:.2f}"
-        lines.append(f"| {task} | {v['n']} | {acc} | {v['judge_failures']} | {v['generation_failures']} |")
-    overall = "n/a" if results["overall"] is None else f"{results['overall']:.2f}"
-    lines += [f"| **overall** (unweighted mean of {results['overall_over']} tasks) | | **{overall}** | | |", ""]
+        lines.append(
+            f"| {task} | {v['n']} | {_num(v['accuracy'])} | {_ci(v.get('ci95'))} | "
+            f"{_num(v.get('rounds_disagree'), '{:.1%}')} | {_num(v.get('flipped'), '{:.1%}')} | "
+            f"{_num(v.get('judge_option_agreement'), '{:.1%}')} | {v['judge_failures']} | {v['generation_failures']} |"
+        )
+    lines += [
+        f"| **overall** (unweighted mean of {results['overall_over']} tasks) | | **{_num(results['overall'])}** | "
+        f"{_ci(results.get('overall_ci95'))} | | | | | |",
+        "",
+    ]
+    ablations = {t: v["ablation"] for t, v in results["tasks"].items() if v.get("ablation")}
+    if ablations:
+        lines += [
+            "| image task | accuracy | ablation | accuracy with it | difference | 95% CI |",
+            "|---|---:|---|---:|---:|---|",
+        ]
+        for task, ab in ablations.items():
+            lines.append(
+                f"| {task} | {_num(results['tasks'][task]['accuracy'])} | {ab['mode']} | {_num(ab['accuracy'])} | "
+                f"{_num(ab['diff'])} | {_ci(ab['ci95'])} |"
+            )
+        lines.append("")
+    run = results.get("run")
+    if run:
+        lines.append(
+            f"Judge: {run.get('judge_calls', 0)} calls, {run.get('judge_requests', 0)} requests, "
+            f"{run.get('judge_tokens', {}).get('prompt', 0)} prompt + {run.get('judge_tokens', {}).get('completion', 0)} "
+            f"completion tokens; policy: {run.get('generation_requests', 0)} requests, "
+            f"{run.get('generation_tokens', {}).get('completion', 0)} completion tokens (this invocation)."
+        )
+        lines.append("")
     (out / "results.md").write_text("\n".join(lines))
     plot_bars({"run": results}, out / "results.png", title=title or "MediX-R1 evaluation")
 
@@ -358,8 +502,14 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(labels) * max(1, len(runs)) + 2), 5.5))
     for k, (name, res) in enumerate(runs.items()):
         values = [(res["tasks"].get(t) or {}).get("accuracy") for t in tasks] + [res.get("overall")]
+        cis = [(res["tasks"].get(t) or {}).get("ci95") for t in tasks] + [res.get("overall_ci95")]
         xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(labels))]
-        bars = ax.bar(xs, [v or 0 for v in values], width, label=name)
+        heights = [v or 0 for v in values]
+        errors = [
+            [max(0.0, h - ci[0]) if ci else 0 for h, ci in zip(heights, cis)],
+            [max(0.0, ci[1] - h) if ci else 0 for h, ci in zip(heights, cis)],
+        ]
+        bars = ax.bar(xs, heights, width, label=name, yerr=errors, capsize=3, error_kw={"elinewidth": 1})
         for bar, v in zip(bars, values):
             ax.annotate(
                 "n/a" if v is None else f"{v:.1f}",
@@ -372,8 +522,8 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
             )
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=40, ha="right")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.set_ylim(0, 110)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     if len(runs) > 1:
@@ -383,16 +533,88 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _load_run(folder: Path) -> tuple[dict, dict, dict]:
+    """results.json, run.json (or {}) and the scored samples {(task, id): score} of a run folder."""
+    path = Path(folder) / "results.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (run medix-verl eval first)")
+    run_path = Path(folder) / "run.json"
+    run = json.loads(run_path.read_text()) if run_path.exists() else {}
+    scores = {}
+    log = Path(folder) / LOG_NAME
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("score") is not None and not rec.get("variant"):
+                scores[(rec["task"], str(rec["id"]))] = float(rec["score"])
+    return json.loads(path.read_text()), run, scores
+
+
+def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
+    """Compare two runs on the samples both scored: per task and overall (see :mod:`.stats`)."""
+    res_a, run_a, sa = _load_run(a_dir)
+    res_b, run_b, sb = _load_run(b_dir)
+    common = [t for t in res_a["tasks"] if t in res_b["tasks"]]
+    ha, hb = run_a.get("tasks", {}), run_b.get("tasks", {})
+    differ = [t for t in common if t in ha and t in hb and ha[t] != hb[t]]
+    if differ:
+        raise ValueError(
+            f"{a_dir} and {b_dir} evaluated different data for task(s) {differ} (run.json hashes differ): "
+            "their accuracies are not comparable"
+        )
+    unverified = [t for t in common if t not in ha or t not in hb]
+    tasks, pvals, per_task_pairs = {}, {}, {}
+    for task in common:
+        ids = sorted(k for k in sa if k[0] == task and k in sb)
+        a = [sa[k] for k in ids]
+        b = [sb[k] for k in ids]
+        if not ids:
+            continue
+        per_task_pairs[task] = (a, b)
+        low, high, p_boot = stats.paired_bootstrap(a, b)
+        binary = stats.is_binary(a + b)
+        p = stats.mcnemar_exact(a, b) if binary else p_boot
+        pvals[task] = p
+        tasks[task] = {
+            "n_paired": len(ids),
+            "a": pct(sum(a) / len(a)),
+            "b": pct(sum(b) / len(b)),
+            "diff": pct((sum(b) - sum(a)) / len(a)),
+            "ci95": [pct(low), pct(high)],
+            "p_value": p,
+            "test": "mcnemar_exact" if binary else "paired_bootstrap",
+        }
+    for task, significant in stats.holm(pvals).items():
+        tasks[task]["significant"] = significant
+    overall = None
+    if tasks:
+        rng = np.random.default_rng(stats.SEED)
+        draws = np.zeros(stats.BOOTSTRAP)
+        for a, b in per_task_pairs.values():
+            d = np.asarray(b) - np.asarray(a)
+            draws += d[rng.integers(0, d.size, (stats.BOOTSTRAP, d.size))].mean(axis=1)
+        draws /= len(per_task_pairs)
+        overall = {
+            "n_paired": sum(v["n_paired"] for v in tasks.values()),
+            "a": round(sum(v["a"] for v in tasks.values()) / len(tasks), 2),
+            "b": round(sum(v["b"] for v in tasks.values()) / len(tasks), 2),
+            "diff": round(sum(v["diff"] for v in tasks.values()) / len(tasks), 2),
+            "ci95": [pct(float(np.percentile(draws, 2.5))), pct(float(np.percentile(draws, 97.5)))],
+        }
+    return {"a": str(a_dir), "b": str(b_dir), "tasks": tasks, "overall": overall, "unverified_task_data": unverified}
+
+
 def compare(dirs: list[Path], out: Path | None) -> str:
+    """Side-by-side accuracies of several runs; for exactly two, the paired comparison too."""
     runs = {}
     for d in dirs:
-        path = Path(d) / "results.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: not found (run medix-verl eval first)")
         name = Path(d).name or str(d)
         if name in runs:  # two runs in folders of the same name: tell them apart by path
             name = str(d)
-        runs[name] = json.loads(path.read_text())
+        runs[name] = _load_run(Path(d))[0]
     tasks = list(dict.fromkeys(t for r in runs.values() for t in r["tasks"]))
     header = "| task | " + " | ".join(runs) + " |"
     lines = [header, "|---|" + "---:|" * len(runs)]
@@ -403,8 +625,37 @@ def compare(dirs: list[Path], out: Path | None) -> str:
             cells.append("n/a" if v is None else f"{v:.2f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
+    paired = None
+    if len(dirs) == 2:
+        paired = paired_comparison(Path(dirs[0]), Path(dirs[1]))
+        a, b = list(runs)
+        rows = [
+            "",
+            f"Paired on the samples both runs scored (B = {b} minus A = {a}; p: exact McNemar for 0/1 tasks, "
+            "paired bootstrap for rubric tasks; * significant after Holm over tasks at 0.05):",
+            "",
+            "| task | n paired | A | B | B - A | 95% CI | p |",
+            "|---|---:|---:|---:|---:|---|---:|",
+        ]
+        for task, v in paired["tasks"].items():
+            star = " *" if v.get("significant") else ""
+            rows.append(
+                f"| {task} | {v['n_paired']} | {v['a']:.2f} | {v['b']:.2f} | {v['diff']:+.2f}{star} | "
+                f"{_ci(v['ci95'])} | {v['p_value']:.3g} |"
+            )
+        if paired["overall"]:
+            o = paired["overall"]
+            rows.append(
+                f"| **overall** | {o['n_paired']} | {o['a']:.2f} | {o['b']:.2f} | {o['diff']:+.2f} | {_ci(o['ci95'])} | |"
+            )
+        if paired["unverified_task_data"]:
+            rows.append("")
+            rows.append(f"(task data not verifiable, no run.json hash: {', '.join(paired['unverified_task_data'])})")
+        table += "\n".join(rows) + "\n"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.md").write_text(table)
+        if paired is not None:
+            (out / "compare.json").write_text(json.dumps(paired, indent=2) + "\n")
         plot_bars(runs, out / "compare.png", title="MediX-R1 evaluation: comparison")
     return table

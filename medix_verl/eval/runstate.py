@@ -140,6 +140,11 @@ def check_fingerprint(folder: Path, settings: dict, task_hashes: dict[str, str],
     return record
 
 
+def record_key(rec: dict) -> tuple[str, str, str]:
+    """task, id, variant (``""``, or the image ablation's mode)."""
+    return (rec["task"], str(rec["id"]), rec.get("variant", ""))
+
+
 class SampleLog:
     """``samples.jsonl``: one JSON line per finished sample (a success or a counted failure)."""
 
@@ -162,7 +167,7 @@ class SampleLog:
             if line.strip():
                 try:
                     rec = json.loads(line)
-                    self.done[(rec["task"], str(rec["id"]))] = rec
+                    self.done[record_key(rec)] = rec
                 except (ValueError, KeyError, TypeError):
                     if is_last and torn_tail:  # a line cut by a kill: the only thing ever cut
                         with open(self.path, "r+b") as handle:
@@ -177,7 +182,7 @@ class SampleLog:
 
     def append(self, record: dict) -> None:
         os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
-        self.done[(record["task"], str(record["id"]))] = record
+        self.done[record_key(record)] = record
 
     def compact(self) -> None:
         """Rewrite the log with the newest record of each sample, once (atomically)."""
