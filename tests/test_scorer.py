@@ -187,3 +187,48 @@ def test_paper_judge_request_is_the_releases_body(minilm):
         score(make_scorer(judge, minilm), resp(predicted), f"<CT_SCAN> {reference}")
     assert seen == [release_body]
     assert seen[0]["messages"][0]["content"].encode() == release_prompt.encode()
+
+
+def test_judge_requests_never_wait_for_embeddings():
+    # embeddings are held back until the judge has received every row's request: a scorer that
+    # holds a row's slot until its embedding is done stalls here (its window fills with rows whose
+    # embeddings cannot finish) and the wait times out
+    import numpy as np
+
+    from medix_verl.clients.embedder import BaseEmbedder
+
+    rows = [{"response": resp(f"finding {i}"), "ground_truth": f"<CT_SCAN> other {i}"} for i in range(100)]
+
+    class HeldBack(BaseEmbedder):
+        def __init__(self, gate):
+            super().__init__(batch_size=4)
+            self.gate = gate
+
+        async def _encode_batch(self, texts):
+            await self.gate.wait()
+            return np.ones((len(texts), 4), dtype=np.float32)
+
+    async def go(judge):
+        gate = asyncio.Event()
+        scorer = MedixScorer(
+            RewardSettings(judge_max_concurrency=8),
+            judge=ChatClient(judge.url, "m", max_concurrency=8),
+            embedder=HeldBack(gate),
+        )
+
+        async def release_when_all_judged():
+            while judge.received < len(rows):
+                await asyncio.sleep(0.01)
+            gate.set()
+
+        releaser = asyncio.ensure_future(release_when_all_judged())
+        try:
+            return await asyncio.wait_for(scorer.score_many(rows), timeout=60)
+        finally:
+            releaser.cancel()
+            await scorer.aclose()
+
+    with FakeJudge() as judge:
+        results = asyncio.run(go(judge))
+    assert len(results) == 100 and judge.received == 100
+    assert all(r["accuracy_embed"] == 1.0 for r in results)  # the held-back embeddings did arrive

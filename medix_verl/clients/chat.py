@@ -140,6 +140,7 @@ class ChatClient:
         self.model = model
         self.max_concurrency = int(max_concurrency)
         self.timeout = float(timeout)
+        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self.retry = RetryPolicy(int(retries), float(backoff), float(backoff_max))
         self.retries = self.retry.retries
         self.role = role
@@ -206,9 +207,11 @@ class ChatClient:
         if self._cache is not None:
             self._cache.pop(self._key(messages, params)[0], None)
 
-    def _key(self, messages, params) -> tuple[str, dict]:
-        payload = {"model": self.model, "messages": list(messages), **dict(params or {})}
-        return json.dumps(payload, sort_keys=True, ensure_ascii=False), payload
+    def _key(self, messages, params) -> tuple[str, bytes]:
+        """The request body, serialised once: it is both the cache key and what is sent."""
+        payload = {"model": self.model, "messages": messages, **(params or {})}
+        key = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return key, key.encode()
 
     async def aclose(self) -> None:
         """Close the HTTP session of the running loop."""
@@ -236,7 +239,7 @@ class ChatClient:
         if self._cache is not None:
             self._cache[key] = reply
 
-    async def _request_with_retries(self, state: _LoopState, payload: dict) -> dict:
+    async def _request_with_retries(self, state: _LoopState, payload: bytes) -> dict:
         attempt = 0
         while True:
             try:
@@ -254,14 +257,12 @@ class ChatClient:
             self._record(True, None)
             return reply
 
-    async def _request_once(self, state: _LoopState, payload: dict) -> dict:
+    async def _request_once(self, state: _LoopState, payload: bytes) -> dict:
         async with state.semaphore:
             self.stats.requests += 1
             started = time.perf_counter()
             try:
-                async with state.session.post(
-                    self.url, json=payload, timeout=aiohttp.ClientTimeout(total=self.timeout)
-                ) as resp:
+                async with state.session.post(self.url, data=payload, timeout=self._client_timeout) as resp:
                     body = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")

@@ -153,6 +153,22 @@ class FakeJudge:
             }
         )
 
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """An instant OpenAI ``/v1/embeddings``: a deterministic unit vector per text (texts that
+        share their first word point the same way), so a benchmark's only limit is the judge."""
+        import hashlib
+        import math
+
+        payload = json.loads(await request.read())
+        data = []
+        for i, text in enumerate(payload["input"]):
+            word = (text.split() or [""])[0].lower()
+            seed = hashlib.sha256(word.encode()).digest()
+            vec = [b - 127.5 for b in seed[:16]]
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+        return web.json_response({"object": "list", "data": data, "model": payload.get("model")})
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
@@ -160,6 +176,7 @@ class FakeJudge:
         self._capacity = asyncio.Semaphore(self.capacity or 1_000_000)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()

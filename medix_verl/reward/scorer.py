@@ -180,29 +180,29 @@ class MedixScorer:
         for key, value in result.items():
             self.totals[key] = self.totals.get(key, 0.0) + value
 
-    async def score_many(
-        self, rows: Iterable[Mapping[str, Any]], *, window: int | None = None, on_done=None
-    ) -> list[dict[str, float]]:
+    async def score_many(self, rows: Iterable[Mapping[str, Any]], *, on_done=None) -> list[dict[str, float]]:
         """Score rows (keys ``response``, ``ground_truth``, optional ``data_source``, ``question``,
-        ``extra_info``) concurrently, keeping order. At most ``window`` rows are in flight.
+        ``extra_info``) concurrently, keeping order.
 
-        Raises :class:`~medix_verl.clients.chat.ServerUnavailableError` if the judge error rate of this
-        call passes the threshold.
+        Every row's judge request and embedding start as soon as the row is prepared: the judge's
+        concurrency is bounded by its client (``judge_max_concurrency``), the embeddings by the
+        embedder's batches, and neither stage waits for the other (a row holds no slot while its
+        embedding catches up).
+
+        Raises :class:`~medix_verl.clients.chat.ServerUnavailableError` if the judge error rate of
+        this call passes the threshold.
         """
         rows = list(rows)
-        window = window or max(64, 4 * self.settings.judge_max_concurrency)
-        limit = asyncio.Semaphore(window)
         calls0, errors0 = self._judge_counts()
 
         async def one(row):
-            async with limit:
-                result = await self.score(
-                    row["response"],
-                    row["ground_truth"],
-                    data_source=row.get("data_source"),
-                    question=row.get("question"),
-                    extra_info=row.get("extra_info"),
-                )
+            result = await self.score(
+                row["response"],
+                row["ground_truth"],
+                data_source=row.get("data_source"),
+                question=row.get("question"),
+                extra_info=row.get("extra_info"),
+            )
             if on_done is not None:
                 on_done()
             return result
