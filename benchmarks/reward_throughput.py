@@ -153,25 +153,28 @@ def bench_embed(args):
     async def batched():
         return await asyncio.gather(*(emb.similarity(a, b) for a, b in pairs))
 
-    started = time.perf_counter()
-    asyncio.run(batched())
-    batched_s = time.perf_counter() - started
     texts = [t for pair in pairs for t in pair]
-    started = time.perf_counter()
-    emb.encode_now(texts)
-    one_call = time.perf_counter() - started
+    batched_s = one_call = float("inf")
+    for _ in range(3):  # alternated, best of three: a busy 2-core machine makes single timings noisy
+        started = time.perf_counter()
+        asyncio.run(batched())
+        batched_s = min(batched_s, time.perf_counter() - started)
+        started = time.perf_counter()
+        emb.encode_now(texts)
+        one_call = min(one_call, time.perf_counter() - started)
     print(
         f"embedding: {len(pairs)} answer/reference pairs, {model if args.embed_model else 'MiniLM-L6 (offline)'} on CPU"
     )
     print(
         f"  pairwise: {pairwise:.2f}s ({len(pairs) / pairwise:.0f} pairs/s); batched: {batched_s:.2f}s "
-        f"({len(pairs) / batched_s:.0f} pairs/s, {emb.stats['batches']} batches)"
+        f"({len(pairs) / batched_s:.0f} pairs/s, {emb.stats['batches'] // 3} batches)"
     )
     print(f"  RATIO batched / pairwise embedding = {pairwise / batched_s:.1f}x (target >= 8x)")
     print(
         f"  bound: all {len(texts)} texts in one encode call take {one_call:.2f}s, so no batching can beat "
-        f"{pairwise / one_call:.1f}x on this device; the micro-batcher reaches {one_call / batched_s:.0%} of that"
+        f"{pairwise / one_call:.1f}x on this device"
     )
+    print(f"  RATIO micro-batcher / one big encode call = {one_call / batched_s:.2f}x (target >= 0.9x)")
 
 
 def main():

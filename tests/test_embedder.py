@@ -38,13 +38,26 @@ def test_batches_concurrent_requests_and_matches_direct_encode(minilm_path):
 
 
 def test_full_batch_flushes_without_waiting(minilm_path):
-    emb = LocalEmbedder(minilm_path, device="cpu", batch_size=8, max_wait_ms=60_000)
+    # the largest call (batch_size x max_batch_factor texts) goes at once; what arrived meanwhile goes
+    # as soon as the encoder is free: neither waits for the (here one-minute) timer
+    emb = LocalEmbedder(minilm_path, device="cpu", batch_size=2, max_wait_ms=60_000)
+    n = 2 * emb.max_batch_factor + 3
 
     async def go():
-        return await asyncio.wait_for(emb.embed_many([f"text {i}" for i in range(16)]), 30)
+        return await asyncio.wait_for(emb.embed_many([f"text {i}" for i in range(n)]), 30)
 
-    assert asyncio.run(go()).shape == (16, 384)
-    assert emb.stats["batches"] == 2
+    assert asyncio.run(go()).shape == (n, 384)
+    assert emb.stats["batches"] == 2 and emb.stats["encoded"] == n
+
+
+def test_texts_that_arrive_together_are_encoded_in_one_call(minilm_path):
+    emb = LocalEmbedder(minilm_path, device="cpu", batch_size=4, max_wait_ms=5)
+
+    async def go():
+        return await emb.embed_many([f"sentence number {i}" for i in range(40)])
+
+    assert asyncio.run(go()).shape == (40, 384)
+    assert emb.stats["batches"] == 1  # one call: the model sorts the 40 by length itself
 
 
 def test_unloadable_model_is_a_clear_error(tmp_path):

@@ -42,10 +42,16 @@ class _Batcher:
     def __init__(self):
         self.pending: dict[str, asyncio.Future] = {}
         self.flush_handle: asyncio.TimerHandle | None = None
+        self.running = 0  # batches being encoded
 
 
 class BaseEmbedder:
     """Batching, caching front of an embedding back-end. Subclasses implement :meth:`_encode_batch`."""
+
+    #: batches encoded at once (a local model has one worker thread; a remote endpoint takes more)
+    max_inflight = 1
+    #: texts at most in one encode call when a backlog built up while the encoder was busy
+    max_batch_factor = 16
 
     def __init__(self, *, batch_size: int = 128, max_wait_ms: float = 2.0, cache_size: int = 200_000):
         if batch_size < 1:
@@ -60,6 +66,11 @@ class BaseEmbedder:
     # ------------------------------------------------------------------ public API
     async def embed(self, text: str) -> np.ndarray:
         """The unit-norm embedding of one text (batched with concurrent callers)."""
+        found = self._lookup(text)
+        return found if isinstance(found, np.ndarray) else await asyncio.shield(found)
+
+    def _lookup(self, text: str) -> np.ndarray | asyncio.Future:
+        """The cached embedding, or the future of the batch that will encode ``text``."""
         self.stats["texts"] += 1
         hit = self._cache.get(text) if self._cache is not None else None
         if hit is not None:
@@ -72,15 +83,22 @@ class BaseEmbedder:
         future = batcher.pending.get(text)
         if future is None:
             future = batcher.pending[text] = loop.create_future()
-            if len(batcher.pending) >= self.batch_size:
-                self._flush(loop, batcher)
-            elif batcher.flush_handle is None:
-                batcher.flush_handle = loop.call_later(self.max_wait, self._flush, loop, batcher)
-        return await asyncio.shield(future)
+            # texts that arrive together go out together: when the encoder is idle, after max_wait
+            # (or at once when the largest call is full); while it is busy, they accumulate and go
+            # when it is free. One big call lets the model sort by length (little padding) and
+            # pays the per-call overhead once.
+            if batcher.running < self.max_inflight:
+                if len(batcher.pending) >= self.batch_size * self.max_batch_factor:
+                    self._flush(loop, batcher)
+                elif batcher.flush_handle is None:
+                    batcher.flush_handle = loop.call_later(self.max_wait, self._flush, loop, batcher)
+        return future
 
     async def similarity(self, a: str, b: str) -> float:
-        """Cosine similarity of two texts."""
-        ea, eb = await asyncio.gather(self.embed(a), self.embed(b))
+        """Cosine similarity of two texts (both queued before either is awaited: one batch)."""
+        fa, fb = self._lookup(a), self._lookup(b)
+        ea = fa if isinstance(fa, np.ndarray) else await asyncio.shield(fa)
+        eb = fb if isinstance(fb, np.ndarray) else await asyncio.shield(fb)
         return float(np.dot(ea, eb))
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
@@ -97,10 +115,24 @@ class BaseEmbedder:
             batcher.flush_handle = None
         if not batcher.pending:
             return
-        work, batcher.pending = batcher.pending, {}
-        loop.create_task(self._run_batch(work))
+        limit = self.batch_size * self.max_batch_factor
+        if len(batcher.pending) <= limit:
+            work, batcher.pending = batcher.pending, {}
+        else:
+            keys = list(batcher.pending)
+            work = {k: batcher.pending.pop(k) for k in keys[:limit]}
+        batcher.running += 1
+        loop.create_task(self._run_batch(work, loop, batcher))
 
-    async def _run_batch(self, work: dict[str, asyncio.Future]) -> None:
+    async def _run_batch(self, work: dict[str, asyncio.Future], loop, batcher: _Batcher) -> None:
+        try:
+            await self._encode_work(work)
+        finally:
+            batcher.running -= 1
+            if batcher.pending:  # the backlog that built up meanwhile
+                self._flush(loop, batcher)
+
+    async def _encode_work(self, work: dict[str, asyncio.Future]) -> None:
         texts = list(work)
         try:
             vectors = _unit_rows(await self._encode_batch(texts))
@@ -210,6 +242,8 @@ class LocalEmbedder(BaseEmbedder):
 
 class RemoteEmbedder(BaseEmbedder):
     """An OpenAI-compatible ``/v1/embeddings`` endpoint (one request per batch)."""
+
+    max_inflight = 4
 
     def __init__(self, base_url: str, model: str, *, timeout: float = 60.0, retries: int = 3, **kwargs):
         super().__init__(**kwargs)

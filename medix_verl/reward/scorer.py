@@ -127,7 +127,14 @@ class MedixScorer:
             max_answer_chars=self.settings.max_answer_chars,
         )
         if sample.route == ROUTE_MODEL:
-            (llm, judge_error), embed = await asyncio.gather(self._judge(sample), self._embed(sample))
+            # the embedding runs beside the judge call (one task, no gather: this is the hot path)
+            embedding = asyncio.ensure_future(self._embed(sample))
+            try:
+                llm, judge_error = await self._judge(sample)
+            except BaseException:
+                embedding.cancel()
+                raise
+            embed = await embedding
         else:
             llm = embed = 1.0 if sample.route == ROUTE_EXACT else 0.0
             judge_error = False
