@@ -187,7 +187,8 @@ def strict_verdict(reply: str) -> bool | None:
 def yes_probability(choice: dict) -> float | None:
     """P(YES) / (P(YES) + P(NO)) from an OpenAI chat choice's first-token ``top_logprobs``.
 
-    None when the choice has no logprobs or neither YES nor NO is among the top tokens.
+    None when the choice has no logprobs, when an entry is malformed (not a mapping, a log-prob
+    that is not a number, NaN or above 0), or when neither YES nor NO is among the top tokens.
 
     >>> import math
     >>> c = {"logprobs": {"content": [{"top_logprobs": [
@@ -200,12 +201,22 @@ def yes_probability(choice: dict) -> float | None:
 
     try:
         top = (choice.get("logprobs") or {})["content"][0]["top_logprobs"]
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    if not isinstance(top, list):
         return None
     p_yes = p_no = 0.0
-    for item in top or ():
+    for item in top:
+        if not isinstance(item, dict):
+            return None  # a malformed entry: the verdict cannot be read, never a silent NO
+        try:
+            logprob = float(item.get("logprob", float("-inf")))
+        except (TypeError, ValueError):
+            return None
+        if math.isnan(logprob) or logprob > 1e-6:  # NaN, or a "probability" above 1
+            return None
         token = str(item.get("token", "")).strip().upper()
-        prob = math.exp(float(item.get("logprob", float("-inf"))))
+        prob = math.exp(logprob)
         if token == "YES":
             p_yes += prob
         elif token == "NO":

@@ -40,7 +40,7 @@ class ChatRequestError(Exception):
     def __init__(self, message: str, *, transient: bool, kind: str):
         super().__init__(message)
         self.transient = transient
-        self.kind = kind  # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol"
+        self.kind = kind  # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol", "empty"
 
 
 class ServerUnavailableError(RuntimeError):
@@ -181,25 +181,24 @@ class ChatClient:
                 self.stats.cache_hits += 1
                 return cached
         state = self._state()
-        running = state.inflight.get(key)
-        if running is not None and use_cache:
+        task = state.inflight.get(key) if use_cache else None
+        if task is not None:
             self.stats.dedup_hits += 1
-            return await asyncio.shield(running)
-        future = asyncio.get_running_loop().create_future()
-        state.inflight[key] = future
+        else:
+            # the request is a task of its own: a caller that is cancelled (verl's rate limiter
+            # wraps calls in wait_for) leaves it running for everyone else waiting on it
+            task = asyncio.ensure_future(self._request_and_cache(state, key, payload))
+            task.add_done_callback(_retrieve)
+            state.inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _request_and_cache(self, state: _LoopState, key: str, payload: bytes) -> dict:
         try:
             choice = await self._request_with_retries(state, payload)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: joiners re-raise it themselves
-            raise
-        else:
             self._cache_put(key, choice)
-            future.set_result(choice)
             return choice
         finally:
-            if state.inflight.get(key) is future:
+            if state.inflight.get(key) is asyncio.current_task():
                 del state.inflight[key]
 
     def forget(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any] | None = None) -> None:
@@ -296,9 +295,17 @@ class ChatClient:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ChatRequestError(
                 f"{self.url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
-                transient=False,
+                transient=True,
                 kind="protocol",
             ) from None
+        content = choice["message"].get("content")
+        if not choice.get("logprobs") and (not isinstance(content, str) or not content.strip()):
+            # HTTP 200 but nothing to read a verdict from: a fault, never a "NO" (and never cached)
+            raise ChatRequestError(
+                f"{self.url} answered HTTP 200 without content: {body[:300].decode('utf-8', 'replace')!r}",
+                transient=True,
+                kind="empty",
+            )
         self.stats.succeeded += 1
         usage = reply.get("usage") if isinstance(reply, dict) else None
         if isinstance(usage, dict):
@@ -335,6 +342,12 @@ class ChatClient:
                 f"{self.role} error rate {errors}/{calls} in this scoring call passed max_error_rate="
                 f"{self.max_error_rate:g} at {self.url}; last error: {self.last_error}"
             )
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Mark a shared request's failure as seen even when every caller was cancelled."""
+    if not task.cancelled():
+        task.exception()
 
 
 def reply_text(choice: Mapping[str, Any]) -> str:

@@ -53,6 +53,7 @@ class FakeJudge:
         seed: int = 0,
         yes_prob: Callable[[str], float] | None = None,
         chat_policy: Callable[[dict], str] | None = None,
+        body_policy: Callable[[dict], dict | None] | None = None,
     ):
         self.policy = policy
         self.latency = latency
@@ -69,6 +70,7 @@ class FakeJudge:
         self.stall_s = stall_s
         self.yes_prob = yes_prob
         self.chat_policy = chat_policy  # sees the whole request payload (multi-turn, images)
+        self.body_policy = body_policy  # may answer with a whole response body of its own (odd replies)
         self._rng = random.Random(seed)
         self.received = 0
         self.served = 0
@@ -125,6 +127,8 @@ class FakeJudge:
             finally:
                 self.in_service -= 1
         self.served += 1
+        if self.body_policy is not None and (body := self.body_policy(payload)) is not None:
+            return web.json_response(body)
         if self.malformed:
             return web.Response(text="<html>not json</html>", content_type="text/html")
         choice = {"index": 0, "finish_reason": "stop"}

@@ -1,0 +1,115 @@
+"""Judge faults never become rewards: replies without content, cancelled callers of a shared
+request, malformed log-probabilities (issue: reward under faults and attack, items 1, 2, 5)."""
+
+import asyncio
+import math
+
+import pytest
+
+import reward_fns as rf
+from medix_verl.clients.chat import ChatClient, ChatRequestError
+from medix_verl.devkit.fake_judge import FakeJudge
+from medix_verl.reward.scorer import MedixScorer
+from medix_verl.reward.settings import RewardSettings
+
+MSG = [{"role": "user", "content": "Predicted:pneumonia\nGround Truth:pneumonia"}]
+EMPTY_BODIES = [
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": None}}]},
+    {"choices": [{"index": 0, "message": {"role": "assistant"}}]},
+    {"choices": []},
+    {"object": "chat.completion"},
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": "   "}}]},
+]
+
+
+@pytest.mark.parametrize("body", EMPTY_BODIES)
+def test_a_reply_without_content_is_a_retried_uncached_judge_error(body):
+    with FakeJudge(body_policy=lambda payload: body) as judge:
+        client = ChatClient(judge.url, "m", retries=2, backoff=0.01, max_error_rate=1.0)
+
+        async def go():
+            try:
+                first = await asyncio.gather(client.complete_choice(MSG), return_exceptions=True)
+                second = await asyncio.gather(client.complete_choice(MSG), return_exceptions=True)
+                return first[0], second[0]
+            finally:
+                await client.aclose()
+
+        first, second = asyncio.run(go())
+    assert isinstance(first, ChatRequestError) and isinstance(second, ChatRequestError)
+    assert judge.received == 6  # 3 attempts each: retried, and the failure was not cached
+    assert client.stats.errors == 2 and client.stats.cache_hits == 0
+
+
+def test_the_scorer_counts_a_contentless_reply_as_a_judge_error(minilm):
+    with FakeJudge(body_policy=lambda payload: EMPTY_BODIES[0]) as judge:
+        scorer = MedixScorer(
+            RewardSettings(max_error_rate=1.0),
+            judge=ChatClient(judge.url, "m", retries=1, backoff=0.01, max_error_rate=1.0),
+            embedder=minilm,
+        )
+
+        async def go():
+            try:
+                return await scorer.score("<CT_SCAN><thinking>r</thinking><answer>lobar pneumonia</answer>",
+                                          "<CT_SCAN> pneumonia")  # fmt: skip
+            finally:
+                await scorer.aclose()
+
+        result = asyncio.run(go())
+    assert result["judge_error"] == 1.0 and result["accuracy_llm"] == 0.0
+
+
+def test_a_cancelled_caller_does_not_fail_the_others_waiting_on_the_same_request():
+    with FakeJudge(latency=0.3) as judge:
+        client = ChatClient(judge.url, "m")
+
+        async def go():
+            owner = asyncio.ensure_future(client.complete(MSG))
+            await asyncio.sleep(0.05)
+            joiner = asyncio.ensure_future(client.complete(MSG))
+            await asyncio.sleep(0.05)
+            owner.cancel()  # what asyncio.wait_for does on a timeout
+            try:
+                return await joiner, owner.cancelled()
+            finally:
+                await client.aclose()
+
+        reply, cancelled = asyncio.run(go())
+    assert cancelled and reply == "YES" and judge.received == 1 and client.stats.dedup_hits == 1
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        [{"token": "YES", "logprob": float("nan")}, {"token": "NO", "logprob": -1.0}],
+        [{"token": "YES", "logprob": "abc"}],
+        [{"token": "YES", "logprob": 0.5}],  # a probability above 1
+        ["YES"],
+        "YES",
+    ],
+)
+def test_malformed_logprobs_are_unreadable_not_a_silent_no(top):
+    assert rf.yes_probability({"logprobs": {"content": [{"top_logprobs": top}]}}) is None
+
+
+def test_the_logprob_verdict_path_turns_bad_logprobs_into_judge_errors(minilm):
+    bad = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "YES"},
+                        "logprobs": {"content": [{"token": "YES", "logprob": math.nan,
+                                                  "top_logprobs": [{"token": "YES", "logprob": math.nan}]}]}}]}  # fmt: skip
+    with FakeJudge(body_policy=lambda payload: bad) as judge:
+        scorer = MedixScorer(
+            RewardSettings(judge_yes_threshold=0.5, max_error_rate=1.0),
+            judge=ChatClient(judge.url, "m", backoff=0.01, max_error_rate=1.0),
+            embedder=minilm,
+        )
+
+        async def go():
+            try:
+                return await scorer.score("<CT_SCAN><thinking>r</thinking><answer>lobar pneumonia</answer>",
+                                          "<CT_SCAN> pneumonia")  # fmt: skip
+            finally:
+                await scorer.aclose()
+
+        result = asyncio.run(go())
+    assert result["judge_error"] == 1.0
