@@ -113,3 +113,28 @@ def test_the_logprob_verdict_path_turns_bad_logprobs_into_judge_errors(minilm):
 
         result = asyncio.run(go())
     assert result["judge_error"] == 1.0
+
+
+def test_sessions_close_with_each_event_loop(minilm):
+    # verl's naive manager (and scripts) may call the async compute_score under asyncio.run each
+    # time: every loop's HTTP session must close with its loop, with no "Unclosed client session"
+    import gc
+    import warnings
+
+    from medix_verl.reward.scorer import get_scorer
+    from medix_verl.verl.reward_fn import compute_score
+
+    with FakeJudge() as judge, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kwargs = {"judge_url": judge.url, "judge_model": "m", "embed_model": "unused-here"}
+        scorer = get_scorer(RewardSettings.from_kwargs(kwargs))
+        scorer.embedder = minilm
+        for i in range(3):
+            asyncio.run(
+                compute_score(
+                    "d", f"<CT_SCAN><thinking>r</thinking><answer>x{i} y</answer>", "<CT_SCAN> z", None, **kwargs
+                )
+            )
+        gc.collect()
+    assert scorer.judge.sessions_opened == 3 and scorer.judge.sessions_closed == 3
+    assert not [w for w in caught if "Unclosed" in str(w.message)]

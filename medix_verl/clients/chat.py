@@ -19,6 +19,7 @@ Built for thousands of short YES/NO judge requests per training step:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import time
@@ -87,6 +88,7 @@ class _LoopState:
     def __init__(self, max_concurrency: int, headers: Mapping[str, str]):
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.inflight: dict[str, asyncio.Future] = {}
+        self.closer = None  # see ChatClient._state
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_concurrency, keepalive_timeout=75, ttl_dns_cache=300),
             headers=dict(headers),
@@ -155,6 +157,9 @@ class ChatClient:
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self.stats = JudgeStats()
+        self.sessions_opened = 0
+        self.sessions_closed = 0
+        atexit.register(_close_at_exit, weakref.ref(self))
         self.last_error: str | None = None
         self._fatal: ServerUnavailableError | None = None
 
@@ -180,7 +185,7 @@ class ChatClient:
             if cached is not None:
                 self.stats.cache_hits += 1
                 return cached
-        state = self._state()
+        state = await self._state()
         task = state.inflight.get(key) if use_cache else None
         if task is not None:
             self.stats.dedup_hits += 1
@@ -216,20 +221,41 @@ class ChatClient:
         """Close the HTTP session of the running loop."""
         loop = asyncio.get_running_loop()
         state = self._states.pop(loop, None)
-        if state is not None:
+        if state is not None and not state.session.closed:
             await state.session.close()
+            self.sessions_closed += 1
 
     def summary(self) -> dict[str, float]:
         return {"url": self.url, **self.stats.as_dict()}
 
     # ------------------------------------------------------------------ internals
-    def _state(self) -> _LoopState:
+    async def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None or state.session.closed:
             state = _LoopState(self.max_concurrency, self._headers)
             self._states[loop] = state
+            self.sessions_opened += 1
+            # an async generator parked at its yield: the loop closes it when it shuts down
+            # (asyncio.run does, through shutdown_asyncgens), and its finally closes the session
+            state.closer = self._close_with_loop(state)
+            await state.closer.__anext__()
         return state
+
+    async def _close_with_loop(self, state: _LoopState):
+        try:
+            yield
+        finally:
+            if not state.session.closed:
+                await state.session.close()
+                self.sessions_closed += 1
+
+    def _close_at_exit(self) -> None:
+        """Close the sessions of loops that are still open at interpreter exit (not running)."""
+        for loop, state in list(self._states.items()):
+            if not state.session.closed and not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(state.session.close())
+                self.sessions_closed += 1
 
     def _cache_get(self, key: str) -> dict | None:
         return self._cache.get(key) if self._cache is not None else None
@@ -342,6 +368,12 @@ class ChatClient:
                 f"{self.role} error rate {errors}/{calls} in this scoring call passed max_error_rate="
                 f"{self.max_error_rate:g} at {self.url}; last error: {self.last_error}"
             )
+
+
+def _close_at_exit(ref) -> None:
+    client = ref()
+    if client is not None:
+        client._close_at_exit()
 
 
 def _retrieve(task: asyncio.Task) -> None:
