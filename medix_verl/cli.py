@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -190,6 +191,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         force_new=args.force_new,
         max_failure_rate=args.max_failure_rate,
         image_ablation=args.image_ablation,
+        model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
+        judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
     )
     try:
         results = asyncio.run(run_eval(cfg))

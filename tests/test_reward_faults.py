@@ -138,3 +138,49 @@ def test_sessions_close_with_each_event_loop(minilm):
         gc.collect()
     assert scorer.judge.sessions_opened == 3 and scorer.judge.sessions_closed == 3
     assert not [w for w in caught if "Unclosed" in str(w.message)]
+
+
+# ----------------------------------------------------------------------------- item 7: keys and exposure
+def test_each_key_goes_only_to_its_server(tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    from test_evaluate import eval_cmd, judge_policy, policy, write_tasks
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-ambient")  # read by nothing of ours
+    write_tasks(tmp_path / "data")
+    env = dict(__import__("os").environ, MEDIX_JUDGE_API_KEY="judge-secret", MEDIX_MODEL_API_KEY="model-secret")
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        cmd = eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url, "--max-failure-rate", "1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+    assert set(model.authorizations) == {"Bearer model-secret"}
+    assert set(judge.authorizations) == {"Bearer judge-secret"}
+    assert json.loads((tmp_path / "out" / "results.json").read_text())
+    with FakeJudge() as judge:
+        asyncio.run(ChatClient(judge.url, "m").complete(MSG))
+    assert judge.authorizations == [None]  # no key configured: none sent, whatever the environment holds
+    assert RewardSettings.from_kwargs({}).judge_api_key is None
+    monkeypatch.setenv("MEDIX_JUDGE_API_KEY", "judge-secret")
+    assert RewardSettings.from_kwargs({}).judge_api_key == "judge-secret"
+
+
+def test_serve_judge_binds_loopback_and_wants_a_key_beyond_it():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "recipes" / "serve_judge.sh"
+    env = {k: v for k, v in os.environ.items() if k != "MEDIX_JUDGE_API_KEY"}
+    env["PATH"] = "/usr/bin:/bin"  # no vllm here: the script stops at that check when it gets there
+    exposed = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env={**env, "JUDGE_HOST": "0.0.0.0"}
+    )
+    assert exposed.returncode == 2 and "set MEDIX_JUDGE_API_KEY" in exposed.stderr
+    local = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert local.returncode == 2 and "vllm is not installed" in local.stderr  # loopback needs no key
+    keyed = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True,
+        env={**env, "JUDGE_HOST": "0.0.0.0", "MEDIX_JUDGE_API_KEY": "k"},
+    )  # fmt: skip
+    assert keyed.returncode == 2 and "vllm is not installed" in keyed.stderr

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
-import os
 import time
 import weakref
 from collections import deque
@@ -108,7 +107,8 @@ class ChatClient:
         cache_size: replies kept (LRU); 0 disables the cache.
         max_error_rate: fraction of failed calls among the last ``error_window`` calls above which
             the server is declared unavailable, once at least ``min_calls_for_rate`` calls were made.
-        api_key: sent as a bearer token; defaults to ``$OPENAI_API_KEY`` if set.
+        api_key: sent as a bearer token to this server only (never read from the environment here,
+            so one server's key cannot reach another).
         role: what the server is, for messages (``"judge"``, ``"policy server"``).
     """
 
@@ -152,10 +152,9 @@ class ChatClient:
         self._window: deque[bool] = deque(maxlen=int(error_window))
         self._cache: LRUCache[str, dict] | None = LRUCache(self.cache_size) if self.cache_size else None
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self.stats = JudgeStats()
         self.sessions_opened = 0
         self.sessions_closed = 0

@@ -78,6 +78,7 @@ class FakeJudge:
         self.in_service = 0
         self.max_in_service = 0
         self.payloads: list[dict] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each request
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -91,6 +92,7 @@ class FakeJudge:
     # ------------------------------------------------------------------ server
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.received += 1
+        self.authorizations.append(request.headers.get("Authorization"))
         raw = await request.read()
         try:
             payload = json.loads(raw)

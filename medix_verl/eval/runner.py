@@ -127,6 +127,8 @@ class EvalConfig:
     force_new: bool = False
     max_failure_rate: float = 0.02
     image_ablation: str | None = None
+    model_api_key: str | None = None  # sent to the policy server only
+    judge_api_key: str | None = None  # sent to the judge only
 
 
 @dataclass
@@ -264,6 +266,7 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         cache_size=0,
         max_error_rate=0.5,
         role="policy server",
+        api_key=cfg.model_api_key,
     )
     judge = ChatClient(
         cfg.judge_url,
@@ -272,6 +275,7 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         timeout=cfg.judge_timeout,
         retries=cfg.retries,
         max_error_rate=0.5,
+        api_key=cfg.judge_api_key,
     )
     counters = Counters()
     bars = {}

@@ -96,7 +96,10 @@ class RewardSettings:
         env="MEDIX_JUDGE_MODEL",
         shown_default=DEFAULT_JUDGE_MODEL,
     )
-    judge_api_key: str | None = setting(None, "bearer token for the judge", shown_default="`$OPENAI_API_KEY`")
+    judge_api_key: str | None = setting(
+        None, "bearer token sent to the judge (and only to it); prefer the environment to a config file",
+        env="MEDIX_JUDGE_API_KEY",
+    )
     judge_max_concurrency: int = setting(
         64,
         "judge requests in flight per reward worker (also the connection pool)",
