@@ -97,7 +97,8 @@ class RewardSettings:
         shown_default=DEFAULT_JUDGE_MODEL,
     )
     judge_api_key: str | None = setting(
-        None, "bearer token sent to the judge (and only to it); prefer the environment to a config file",
+        None,
+        "bearer token sent to the judge (and only to it); prefer the environment to a config file",
         env="MEDIX_JUDGE_API_KEY",
     )
     judge_max_concurrency: int = setting(
