@@ -41,10 +41,11 @@ def test_a_reply_without_content_is_a_retried_uncached_judge_error(body):
     assert client.stats.errors == 2 and client.stats.cache_hits == 0
 
 
-def test_the_scorer_counts_a_contentless_reply_as_a_judge_error(minilm):
-    with FakeJudge(body_policy=lambda payload: EMPTY_BODIES[0]) as judge:
+def score_against(body, minilm, **settings):
+    """One paraphrase (it needs the judge) scored against a judge that always answers ``body``."""
+    with FakeJudge(body_policy=lambda payload: body) as judge:
         scorer = MedixScorer(
-            RewardSettings(max_error_rate=1.0),
+            RewardSettings(max_error_rate=1.0, **settings),
             judge=ChatClient(judge.url, "m", retries=1, backoff=0.01, max_error_rate=1.0),
             embedder=minilm,
         )
@@ -56,7 +57,11 @@ def test_the_scorer_counts_a_contentless_reply_as_a_judge_error(minilm):
             finally:
                 await scorer.aclose()
 
-        result = asyncio.run(go())
+        return asyncio.run(go())
+
+
+def test_the_scorer_counts_a_contentless_reply_as_a_judge_error(minilm):
+    result = score_against(EMPTY_BODIES[0], minilm)
     assert result["judge_error"] == 1.0 and result["accuracy_llm"] == 0.0
 
 
@@ -97,22 +102,7 @@ def test_the_logprob_verdict_path_turns_bad_logprobs_into_judge_errors(minilm):
     bad = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "YES"},
                         "logprobs": {"content": [{"token": "YES", "logprob": math.nan,
                                                   "top_logprobs": [{"token": "YES", "logprob": math.nan}]}]}}]}  # fmt: skip
-    with FakeJudge(body_policy=lambda payload: bad) as judge:
-        scorer = MedixScorer(
-            RewardSettings(judge_yes_threshold=0.5, max_error_rate=1.0),
-            judge=ChatClient(judge.url, "m", backoff=0.01, max_error_rate=1.0),
-            embedder=minilm,
-        )
-
-        async def go():
-            try:
-                return await scorer.score("<CT_SCAN><thinking>r</thinking><answer>lobar pneumonia</answer>",
-                                          "<CT_SCAN> pneumonia")  # fmt: skip
-            finally:
-                await scorer.aclose()
-
-        result = asyncio.run(go())
-    assert result["judge_error"] == 1.0
+    assert score_against(bad, minilm, judge_yes_threshold=0.5)["judge_error"] == 1.0
 
 
 def test_sessions_close_with_each_event_loop(minilm):
