@@ -127,7 +127,9 @@ def reward_loop_rate(url: str, rows: list[dict], concurrency: int, tmp: Path) ->
     ]
     worker = RewardLoopWorker(compose_verl_config(overrides))
     data = make_dataproto(tok, rows, response_len=64)
-    scorer = next(iter(__import__("medix_verl.reward.scorer", fromlist=["_SCORERS"])._SCORERS.values()))
+    from medix_verl.reward.scorer import _SCORERS
+
+    scorer = next(iter(_SCORERS.values()))  # the one the medix manager built
     before = scorer.judge.stats.requests
     started = time.perf_counter()
     worker.loop.run_until_complete(worker.compute_score_batch(data))

@@ -205,6 +205,11 @@ class TaskSpec:
         return bool(self.image_columns)
 
     @property
+    def rubric(self) -> bool:
+        """Judged on the 0-5 rubric (the MIMIC tasks), not 0/1."""
+        return self.judging == "rubric"
+
+    @property
     def modality(self) -> str:
         """``"image"`` for image+text tasks, ``"text"`` otherwise."""
         return "image" if self.has_images else "text"
@@ -295,7 +300,7 @@ TASKS: dict[str, TaskSpec] = {
 }
 TEXT_TASKS = tuple(n for n, t in TASKS.items() if not t.has_images)
 IMAGE_TASKS = tuple(n for n, t in TASKS.items() if t.has_images)
-RUBRIC_TASKS = tuple(n for n, t in TASKS.items() if t.judging == "rubric")
+RUBRIC_TASKS = tuple(n for n, t in TASKS.items() if t.rubric)
 assert len(TASKS) == 17
 
 

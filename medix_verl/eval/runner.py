@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
 from ..clients.chat import ChatClient, ChatRequestError, reply_text
@@ -31,9 +29,10 @@ from .protocols import JudgeProtocol, get_protocol
 from .runstate import LOG_NAME, FolderLock, SampleLog, check_fingerprint, file_sha256
 from .runstate import record_key as key_of
 
-#: the release's generation request (``generate``): greedy, 2,048 new tokens
+#: the release's generation request (``generate``): greedy, 2,048 new tokens (its client times out
+#: after 180 s; ours after --timeout)
 GEN_PARAMS = {"max_tokens": 2048, "temperature": 0.0, "top_p": 1.0}
-#: the release's generation client times out after 180 s; ours defaults to more (--timeout)
+#: the release's FORCE_THINK=1
 FORCE_THINK_SUFFIX = " <think>"
 
 
@@ -147,7 +146,7 @@ async def _judge_sample(
     verdict_retries: int,
     counters: Counters,
 ) -> tuple[list, str | None]:
-    rubric = TASKS[sample["task"]].judging == "rubric"
+    rubric = TASKS[sample["task"]].rubric
     messages = [protocol.first_message(sample["question"], sample["answer"], prediction, rubric)]
     scores: list = []
     for round_no in range(rounds):
@@ -321,8 +320,7 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
                 rounds, failure = await _judge_sample(
                     judge, protocol, sample, prediction, cfg.rounds, cfg.verdict_retries, counters
                 )
-                rubric = TASKS[sample["task"]].judging == "rubric"
-                score = None if failure else protocol.vote(rounds, rubric)
+                score = None if failure else protocol.vote(rounds, TASKS[sample["task"]].rubric)
                 if failure:
                     counters.judge_failures += 1
                 record.update(raw_output=raw, prediction=prediction, rounds=rounds, score=score, failure=failure)
@@ -388,7 +386,7 @@ def summarize(
         scored = [r for r in recs if r.get("score") is not None]
         values = [float(r["score"]) for r in scored]
         scores_by_task[task] = values
-        rubric = TASKS[task].judging == "rubric"
+        rubric = TASKS[task].rubric
         entry = {
             "n": len(mine),
             "scored": len(values),
@@ -595,18 +593,14 @@ def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
         tasks[task]["significant"] = significant
     overall = None
     if tasks:
-        rng = np.random.default_rng(stats.SEED)
-        draws = np.zeros(stats.BOOTSTRAP)
-        for a, b in per_task_pairs.values():
-            d = np.asarray(b) - np.asarray(a)
-            draws += d[rng.integers(0, d.size, (stats.BOOTSTRAP, d.size))].mean(axis=1)
-        draws /= len(per_task_pairs)
+        # the same stratified bootstrap as the overall interval of one run, over the paired differences
+        low, high = stats.overall_interval({t: [y - x for x, y in zip(a, b)] for t, (a, b) in per_task_pairs.items()})
         overall = {
             "n_paired": sum(v["n_paired"] for v in tasks.values()),
             "a": round(sum(v["a"] for v in tasks.values()) / len(tasks), 2),
             "b": round(sum(v["b"] for v in tasks.values()) / len(tasks), 2),
             "diff": round(sum(v["diff"] for v in tasks.values()) / len(tasks), 2),
-            "ci95": [pct(float(np.percentile(draws, 2.5))), pct(float(np.percentile(draws, 97.5)))],
+            "ci95": [pct(low), pct(high)],
         }
     return {"a": str(a_dir), "b": str(b_dir), "tasks": tasks, "overall": overall, "unverified_task_data": unverified}
 
