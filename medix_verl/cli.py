@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "input", help="JSONL rows with 'response', 'ground_truth' ('<TAG> answer'), optional id/question/data_source"
     )
-    p.add_argument("-o", "--output", required=True, help="JSONL out: the input fields plus the six reward keys")
+    p.add_argument("-o", "--output", required=True, help="JSONL out: the input fields plus the seven reward keys")
     reward_settings.add_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)

@@ -104,10 +104,11 @@ def assemble(
     accuracy_llm: float,
     accuracy_embed: float,
     judge_error: bool = False,
+    judge_overlength: bool = False,
     custom: Union[Mapping[str, float], None] = None,
     gate_keys: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Build the result dict (the six :data:`RESULT_KEYS`, then custom parts, then the preset's
+    """Build the result dict (the seven :data:`RESULT_KEYS`, then custom parts, then the preset's
     ``gate_*`` flags) for one sample."""
     parts = {
         "accuracy_llm": float(accuracy_llm),
@@ -123,6 +124,9 @@ def assemble(
         "accuracy_llm": parts["accuracy_llm"],
         "accuracy_embed": parts["accuracy_embed"],
         "judge_error": 1.0 if judge_error else 0.0,
+        # the judge refused the request as longer than its context: scored 0 as the release did
+        # (its exception handler), counted under its own name, not as a judge fault
+        "judge_overlength": 1.0 if judge_overlength else 0.0,
     }
     for name, value in (custom or {}).items():
         result[name] = value

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
 #: Parts computed by the package itself; every result carries them.
 BUILTIN_PARTS: tuple[str, ...] = ("accuracy_llm", "accuracy_embed", "modality", "format")
 #: Keys every result dict carries, in this order (custom parts follow).
-RESULT_KEYS: tuple[str, ...] = ("score", "format", "modality", "accuracy_llm", "accuracy_embed", "judge_error")
+RESULT_KEYS: tuple[str, ...] = (
+    "score",
+    "format",
+    "modality",
+    "accuracy_llm",
+    "accuracy_embed",
+    "judge_error",
+    "judge_overlength",
+)
 
 PartFn = Callable[["PreparedSample"], Union[float, Awaitable[float]]]
 _PARTS: dict[str, PartFn] = {}

@@ -174,3 +174,42 @@ def test_serve_judge_binds_loopback_and_wants_a_key_beyond_it():
         env={**env, "JUDGE_HOST": "0.0.0.0", "MEDIX_JUDGE_API_KEY": "k"},
     )  # fmt: skip
     assert keyed.returncode == 2 and "vllm is not installed" in keyed.stderr
+
+
+def test_a_request_beyond_the_judges_context_is_overlength_not_a_fault(minilm):
+    """#12 item 9: vLLM's HTTP 400 for a prompt beyond --max-model-len is deterministic: scored 0 as
+    the release does, counted as judge_overlength, sent once, never toward the error rate. Any
+    other 400 stays a judge error."""
+    with FakeJudge(context_chars=600) as judge:
+        client = ChatClient(judge.url, "m", retries=3, backoff=0.01, min_calls_for_rate=1, max_error_rate=0.0)
+        scorer = MedixScorer(RewardSettings(), judge=client, embedder=minilm)
+
+        async def go():
+            try:
+                long = await scorer.score(
+                    "<X_RAY><thinking>t</thinking><answer>" + "opacity " * 200 + "</answer>", "<X_RAY> pneumonia"
+                )
+                short = await scorer.score("<X_RAY><thinking>t</thinking><answer>lobar pneumonia</answer>",
+                                           "<X_RAY> pneumonia")  # fmt: skip
+                return long, short
+            finally:
+                await scorer.aclose()
+
+        long, short = asyncio.run(go())
+    assert long["judge_overlength"] == 1.0 and long["judge_error"] == 0.0 and long["accuracy_llm"] == 0.0
+    assert short["judge_overlength"] == 0.0 and short["judge_error"] == 0.0
+    assert client.stats.overlength == 1 and client.stats.errors == 0 and judge.received == 2
+    assert client._fatal is None
+    with FakeJudge(status=400) as judge:
+        client = ChatClient(judge.url, "m", retries=3, backoff=0.01, max_error_rate=1.0)
+
+        async def other():
+            try:
+                with pytest.raises(ChatRequestError) as err:
+                    await client.complete([{"role": "user", "content": "x"}])
+                return err.value
+            finally:
+                await client.aclose()
+
+        err = asyncio.run(other())
+    assert err.kind == "http" and client.stats.errors == 1 and client.stats.overlength == 0

@@ -155,3 +155,28 @@ def test_cli_score_against_real_vllm(vllm_judge, tmp_path, minilm_path):
     assert got[1]["score"] == pytest.approx(1.0)
     assert got[0]["accuracy_llm"] in (0.0, 1.0) and got[0]["accuracy_embed"] == 1.0
     assert "requests=1 " in proc.stderr
+
+
+def test_an_answer_longer_than_the_judges_context_is_scored_as_released_not_as_a_fault(vllm_judge, minilm):
+    """The real vLLM's HTTP 400 for a prompt beyond --max-model-len (1024 here; the release's judge
+    has 2048 and a policy answer may have 4096 tokens): scored 0 as the release does, under its own
+    name, sent once (not retried), and not counted toward the judge's error rate."""
+    from medix_verl.reward.scorer import MedixScorer
+    from medix_verl.reward.settings import RewardSettings
+
+    client = ChatClient(vllm_judge, "smollm2-judge", timeout=60, retries=3, backoff=0.01, min_calls_for_rate=1)
+    scorer = MedixScorer(RewardSettings(), judge=client, embedder=minilm)
+    long_answer = " ".join(["consolidation of the right lower lobe"] * 400)  # ~2,400 tokens
+
+    async def go():
+        try:
+            return await scorer.score(
+                f"<X_RAY><thinking>t</thinking><answer>{long_answer}</answer>", "<X_RAY> Right lower lobe pneumonia"
+            )
+        finally:
+            await scorer.aclose()
+
+    result = asyncio.run(go())
+    assert result["judge_overlength"] == 1.0 and result["judge_error"] == 0.0 and result["accuracy_llm"] == 0.0
+    assert client.stats.overlength == 1 and client.stats.errors == 0 and client.stats.requests == 1
+    assert client._fatal is None  # min_calls_for_rate=1: one error would have stopped the judge

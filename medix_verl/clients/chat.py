@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import re
 import time
 import weakref
 from collections import deque
@@ -34,13 +35,21 @@ from cachetools import LRUCache
 from .retry import RetryPolicy, is_transient_status, parse_retry_after
 
 
+# vLLM's HTTP 400 for a prompt (+ max_tokens) beyond --max-model-len, across its versions:
+# "This model's maximum context length is 2048 tokens. However, you requested ...",
+# "... is longer than the maximum model length of 2048", "max_tokens ... too large ... max_model_len"
+_CONTEXT_EXCEEDED = re.compile(r"maximum context length|maximum model length|max_model_len|context length", re.I)
+
+
 class ChatRequestError(Exception):
     """One chat request failed for good (after its retries). A reward row gets ``judge_error=1``."""
 
     def __init__(self, message: str, *, transient: bool, kind: str):
         super().__init__(message)
         self.transient = transient
-        self.kind = kind  # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol", "empty"
+        # "connect" (refused, no route), "broken" (reset), "timeout", "http", "protocol", "empty",
+        # "overlength" (HTTP 400: the request does not fit the server's context; deterministic)
+        self.kind = kind
 
 
 class ServerUnavailableError(RuntimeError):
@@ -55,6 +64,7 @@ class JudgeStats:
     requests: int = 0  # HTTP attempts sent
     retries: int = 0
     errors: int = 0  # calls that failed after their retries
+    overlength: int = 0  # calls refused as longer than the server's context (not errors: the server is fine)
     succeeded: int = 0  # HTTP attempts that returned a reply
     prompt_tokens: int = 0  # as the server's "usage" reports them
     completion_tokens: int = 0
@@ -275,6 +285,10 @@ class ChatClient:
                     await asyncio.sleep(self.retry.delay(attempt, getattr(err, "retry_after", None)))
                     attempt += 1
                     continue
+                if err.kind == "overlength":  # the server answered, deterministically: not a fault
+                    self.stats.overlength += 1
+                    self._record(True, None)
+                    raise
                 self.stats.errors += 1
                 self._record(False, err)
                 raise
@@ -305,6 +319,13 @@ class ChatClient:
                     f"request to {self.url} failed: {type(exc).__name__}: {exc}", transient=True, kind="broken"
                 ) from None
             elapsed = time.perf_counter() - started
+        if status == 400 and _CONTEXT_EXCEEDED.search(body[:2000].decode("utf-8", "replace")):
+            raise ChatRequestError(
+                f"{self.url} refused the request as longer than its context: "
+                f"{body[:300].decode('utf-8', 'replace')}",
+                transient=False,
+                kind="overlength",
+            )
         if status != 200:
             text = body[:300].decode("utf-8", "replace")
             err = ChatRequestError(

@@ -54,6 +54,7 @@ class FakeJudge:
         yes_prob: Callable[[str], float] | None = None,
         chat_policy: Callable[[dict], str] | None = None,
         body_policy: Callable[[dict], dict | None] | None = None,
+        context_chars: int | None = None,
     ):
         self.policy = policy
         self.latency = latency
@@ -71,6 +72,8 @@ class FakeJudge:
         self.yes_prob = yes_prob
         self.chat_policy = chat_policy  # sees the whole request payload (multi-turn, images)
         self.body_policy = body_policy  # may answer with a whole response body of its own (odd replies)
+        # a prompt longer than this is refused with vLLM's HTTP 400 for a request beyond --max-model-len
+        self.context_chars = context_chars
         self._rng = random.Random(seed)
         self.received = 0
         self.served = 0
@@ -109,6 +112,14 @@ class FakeJudge:
         if self.reset:
             request.transport.close()
             return web.Response(status=500)
+        if self.context_chars is not None and len(content) > self.context_chars:
+            message = (
+                f"This model's maximum context length is {self.context_chars} tokens. However, you requested "
+                f"{len(content)} tokens in the messages. Please reduce the length of the messages."
+            )
+            return web.json_response(
+                {"object": "error", "message": message, "type": "BadRequestError", "code": 400}, status=400
+            )
         if self.status is not None:
             return web.json_response({"error": {"message": f"forced {self.status}"}}, status=self.status)
         if self.attempts[key] <= self.fail_first:

@@ -101,7 +101,7 @@ class MedixScorer:
         question: str | None = None,
         extra_info: Mapping[str, Any] | None = None,
     ) -> dict[str, float]:
-        """Score one response. Returns the six reward keys (and any custom parts)."""
+        """Score one response. Returns the seven reward keys (and any custom parts)."""
         result, _ = await self.score_detailed(
             response, ground_truth, data_source=data_source, question=question, extra_info=extra_info
         )
@@ -130,14 +130,14 @@ class MedixScorer:
             # the embedding runs beside the judge call (one task, no gather: this is the hot path)
             embedding = asyncio.ensure_future(self._embed(sample))
             try:
-                llm, judge_error = await self._judge(sample)
+                llm, judge_error, overlength = await self._judge(sample)
             except BaseException:
                 embedding.cancel()
                 raise
             embed = await embedding
         else:
             llm = embed = 1.0 if sample.route == ROUTE_EXACT else 0.0
-            judge_error = False
+            judge_error = overlength = False
         custom = {}
         for name in self.custom_parts:
             custom[name] = await evaluate_part(name, sample)
@@ -147,13 +147,15 @@ class MedixScorer:
             accuracy_llm=llm,
             accuracy_embed=embed,
             judge_error=judge_error,
+            judge_overlength=overlength,
             custom=custom,
             gate_keys=self.preset.gate_keys,
         )
         self._account(result)
         return result, sample
 
-    async def _judge(self, sample: PreparedSample) -> tuple[float, bool]:
+    async def _judge(self, sample: PreparedSample) -> tuple[float, bool, bool]:
+        """(accuracy_llm, judge_error, judge_overlength) for one sample."""
         if self.judge is None:
             raise RuntimeError(
                 "no judge configured: set judge_url (reward.custom_reward_function.reward_kwargs.judge_url, "
@@ -163,14 +165,18 @@ class MedixScorer:
         for attempt in range(self.preset.verdict_retries + 1):
             try:
                 choice = await self.judge.complete_choice(messages, self.judge_params, use_cache=attempt == 0)
-            except ChatRequestError:
-                return 0.0, True
+            except ChatRequestError as err:
+                if err.kind == "overlength":
+                    # longer than the judge's context: the release scored it 0 (its exception
+                    # handler); deterministic, so not a judge fault
+                    return 0.0, False, True
+                return 0.0, True, False
             verdict = self._verdict(choice)
             if verdict is not None:
-                return (1.0 if verdict else 0.0), False
+                return (1.0 if verdict else 0.0), False, False
             self.unparseable_verdicts += 1
             self.judge.forget(messages, self.judge_params)
-        return 0.0, True
+        return 0.0, True, False
 
     def _verdict(self, choice: dict):
         if self.settings.judge_yes_threshold is not None:

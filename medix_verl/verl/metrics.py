@@ -30,7 +30,7 @@ from typing import Any
 
 PREFIX = "reward"
 #: logged as a rate, not a mean (same number, clearer name)
-RATE_KEYS = {"judge_error": "judge_error_rate"}
+RATE_KEYS = {"judge_error": "judge_error_rate", "judge_overlength": "judge_overlength_rate"}
 #: keys that are flags carried by some samples only (0 where absent)
 FLAG_PREFIXES = ("gate_",)
 

@@ -44,7 +44,7 @@ async def compute_score(
     per call: ``reward_router_address`` (the judge verl manages, when ``reward.reward_model.enable``)
     and ``reward_model_tokenizer`` (ignored).
 
-    Returns ``score, format, modality, accuracy_llm, accuracy_embed, judge_error`` (and custom parts).
+    Returns ``score, format, modality, accuracy_llm, accuracy_embed, judge_error, judge_overlength`` (and custom parts).
     """
     router = kwargs.pop("reward_router_address", None)
     model_path = kwargs.pop("reward_model_path", None)
