@@ -36,8 +36,9 @@ setup(
         "tqdm",
     ],
     extras_require={
-        # A GPU node: vLLM and torch as verl's own `vllm` extra pins them, and flash-attn.
-        "gpu": ["verl[vllm]==0.9.1", "flash-attn==2.8.3"],
+        # A GPU node: vLLM and torch as verl's own `vllm` extra pins them. flash-attn is a second
+        # step (recipes/install_gpu.sh): its setup imports torch, so it cannot build in this resolution.
+        "gpu": ["verl[vllm]==0.9.1"],
         "test": ["pytest>=8", "hypothesis>=6", "matplotlib", "tiktoken", "gguf", "ruff==0.17.6"],
     },
     entry_points={

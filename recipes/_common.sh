@@ -1,20 +1,27 @@
-# Shared by the training recipes: defaults, judge placement, GPU check, DRY_RUN. Source it after
-# setting ARGS (the recipe's overrides) and NGPUS_NEEDED.
+# Shared by the training recipes: defaults, judge placement, preflight, GPU check, DRY_RUN. Source
+# it after setting RECIPE, MODEL and ARGS (the recipe's overrides).
 #
 # Environment (defaults in brackets):
 #   MODEL        policy model (hub id or local folder) [set by each recipe]
 #   DATA_DIR     folder with train.parquet and test.parquet from data_prep.medix_rl_data [data/medix]
 #   TRAIN_FILES / VAL_FILES   override the two files
-#   NNODES [1]   GPUS_PER_NODE [8]
-#   JUDGE        server: a vLLM judge you started (recipes/serve_judge.sh), at JUDGE_URL
-#                verl:   the judge managed by verl in its own resource pool of JUDGE_GPUS GPUs
+#   NNODES [1]   GPUS_PER_NODE [8]: the GPUs of each node this run may use
+#   JUDGE        server: a vLLM judge you started (recipes/serve_judge.sh), at JUDGE_URL; all
+#                        GPUS_PER_NODE train. On the same node give the judge its own GPUs and
+#                        leave the rest to training (4 + 4: README, "GPU layouts")
+#                verl:   verl starts the judge in its own resource pool of JUDGE_GPUS GPUs on the
+#                        first node; GPUS_PER_NODE - JUDGE_GPUS train on every node
 #                [server]
 #   JUDGE_URL    [$MEDIX_JUDGE_URL, else http://127.0.0.1:8085/v1]
-#   JUDGE_MODEL  [Qwen/Qwen3-4B-Instruct-2507]   JUDGE_GPUS [2]
+#   JUDGE_MODEL  [Qwen/Qwen3-4B-Instruct-2507]   JUDGE_GPUS [4]   JUDGE_TP [2]
+#   JUDGE_MAX_MODEL_LEN  the verl-managed judge's context [2048, as recipes/serve_judge.sh]
 #   EMBED_MODEL  [abhinand/MedEmbed-large-v0.1]   PRESET [paper]
 #   EXPERIMENT   experiment name [recipe name]    CKPT_DIR [checkpoints/$EXPERIMENT]
-#   DRY_RUN=1    compose the full config against the installed verl, print it as YAML, exit
-#                (non-zero on unknown or ignored keys); needs no GPU
+#   DRY_RUN=1    compose the full config against the installed verl, print it as YAML and the
+#                preflight's report (stderr), exit (2 on unknown or ignored keys and on layouts
+#                verl would reject at run time); needs no GPU
+#   MEDIX_PREFLIGHT=0   skip the preflight (only to rehearse a failure on purpose)
+#   MEDIX_PRINT_OVERRIDES=1   print the overrides this recipe would pass to verl, one per line
 set -euo pipefail
 
 DATA_DIR=${DATA_DIR:-data/medix}
@@ -25,7 +32,8 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 JUDGE=${JUDGE:-server}
 JUDGE_URL=${JUDGE_URL:-${MEDIX_JUDGE_URL:-http://127.0.0.1:8085/v1}}
 JUDGE_MODEL=${JUDGE_MODEL:-Qwen/Qwen3-4B-Instruct-2507}
-JUDGE_GPUS=${JUDGE_GPUS:-2}
+JUDGE_GPUS=${JUDGE_GPUS:-4}
+JUDGE_TP=${JUDGE_TP:-2}
 EMBED_MODEL=${EMBED_MODEL:-abhinand/MedEmbed-large-v0.1}
 PRESET=${PRESET:-paper}
 EXPERIMENT=${EXPERIMENT:-$RECIPE}
@@ -42,18 +50,21 @@ ARGS+=(
   "trainer.default_local_dir=$CKPT_DIR"
   "$KW.preset=$PRESET"
   "$KW.embed_model=$EMBED_MODEL"
-  "$KW.judge_model=$JUDGE_MODEL"
 )
 case "$JUDGE" in
   server)
-    # the judge runs outside verl (recipes/serve_judge.sh): on one 8-GPU node give it 2 GPUs
-    # (CUDA_VISIBLE_DEVICES=6,7) and train on the other 6 (GPUS_PER_NODE=6)
-    ARGS+=("$KW.judge_url=$JUDGE_URL" "trainer.n_gpus_per_node=$GPUS_PER_NODE")
+    # the judge runs outside verl (recipes/serve_judge.sh), on another node or on GPUs of this one
+    # that training does not use (CUDA_VISIBLE_DEVICES)
+    ARGS+=("$KW.judge_url=$JUDGE_URL" "$KW.judge_model=$JUDGE_MODEL" "trainer.n_gpus_per_node=$GPUS_PER_NODE")
     ;;
   verl)
-    # verl starts the judge (vLLM) in its own resource pool and passes its router address to the reward
+    # verl starts the judge (vLLM) in its own resource pool and passes its router's address to the
+    # reward, which then asks for the model verl serves (model_path). The pool holds nothing else,
+    # so the judge never sleeps (verl would put it to sleep at start-up and, in this mode, never
+    # wake it: verl/experimental/reward_loop/reward_model.py)
     ARGS+=(
       "$KW.judge_url=null"
+      "$KW.judge_model=null"
       "trainer.n_gpus_per_node=$((GPUS_PER_NODE - JUDGE_GPUS))"
       "reward.reward_model.enable=true"
       "reward.reward_model.enable_resource_pool=true"
@@ -61,14 +72,19 @@ case "$JUDGE" in
       "reward.reward_model.nnodes=1"
       "reward.reward_model.model_path=$JUDGE_MODEL"
       "reward.reward_model.rollout.name=vllm"
-      "reward.reward_model.rollout.tensor_model_parallel_size=$JUDGE_GPUS"
-      "reward.reward_model.rollout.max_model_len=2048"
-      "reward.reward_model.rollout.prompt_length=1536"
+      "reward.reward_model.rollout.tensor_model_parallel_size=$JUDGE_TP"
+      "reward.reward_model.rollout.free_cache_engine=false"
+      "reward.reward_model.rollout.max_model_len=${JUDGE_MAX_MODEL_LEN:-2048}"
+      "reward.reward_model.rollout.prompt_length=$((${JUDGE_MAX_MODEL_LEN:-2048} - 8))"
       "reward.reward_model.rollout.response_length=8"
     )
     ;;
   *) echo "JUDGE must be 'server' or 'verl', got '$JUDGE'" >&2; exit 2 ;;
 esac
+
+if [ "${MEDIX_PRINT_OVERRIDES:-0}" = 1 ]; then  # the recipe's overrides, one per line (tests)
+  printf '%s\n' "${ARGS[@]}" "$@"; exit 0
+fi
 
 CONFIG_DIR=$("$PY" -c 'from medix_verl.verl.compose import CONFIG_DIR; print(CONFIG_DIR)') || {
   echo "medix-verl is not installed in $PY (pip install -e .)" >&2; exit 2; }

@@ -25,7 +25,7 @@ def composed(recipe, env=None, *extra):
     return yaml.safe_load(proc.stdout)
 
 
-def check_shared(cfg):
+def check_shared(cfg, rollout_tp=2):
     a, r = cfg["actor_rollout_ref"]["actor"], cfg["actor_rollout_ref"]["rollout"]
     assert cfg["data"]["train_batch_size"] == 512 and r["n"] == 5
     assert a["ppo_mini_batch_size"] == 128 and a["ppo_epochs"] == 1
@@ -38,7 +38,9 @@ def check_shared(cfg):
     assert cfg["trainer"]["test_freq"] == 5 and cfg["trainer"]["save_freq"] == 5
     assert (r["temperature"], r["top_p"]) == (1.0, 1.0)
     assert (r["val_kwargs"]["temperature"], r["val_kwargs"]["top_p"]) == (0.6, 0.95)
-    assert r["tensor_model_parallel_size"] == 2 and r["gpu_memory_utilization"] == 0.6
+    assert r["tensor_model_parallel_size"] == rollout_tp and r["gpu_memory_utilization"] == 0.6
+    assert r["max_model_len"] == r["max_num_batched_tokens"] == 8448  # the release's vLLM batch
+    assert cfg["trainer"]["max_actor_ckpt_to_keep"] == 3  # the release's save_limit
     assert (cfg["data"]["max_prompt_length"], cfg["data"]["max_response_length"]) == (4352, 4096)
     assert a["fsdp_config"]["param_offload"] and a["fsdp_config"]["optimizer_offload"]
     rw = cfg["reward"]
@@ -64,33 +66,37 @@ def test_qwen3vl_8b_grpo():
 
 
 @pytest.mark.parametrize(
-    "size, model", [("2b", "Qwen/Qwen3-VL-2B-Instruct"), ("30b", "Qwen/Qwen3-VL-30B-A3B-Instruct")]
+    "size, model, tp",
+    [("2b", "Qwen/Qwen3-VL-2B-Instruct", 2), ("30b", "Qwen/Qwen3-VL-30B-A3B-Thinking", 8)],  # 30b as released
 )
-def test_qwen3vl_dapo(size, model):
+def test_qwen3vl_dapo(size, model, tp):
     cfg = composed("medix_r1_qwen3vl_dapo.sh", {"SIZE": size})
-    a = check_shared(cfg)
+    a = check_shared(cfg, rollout_tp=tp)
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.28) and a["use_kl_loss"] is False
-    assert cfg["data"]["gen_batch_size"] == 128
+    assert cfg["data"]["gen_batch_size"] is None  # verl replaces it by 1 under filter_groups
     assert (
         cfg["algorithm"]["filter_groups"]["enable"] is True and cfg["algorithm"]["filter_groups"]["metric"] == "score"
     )
     band = cfg["trainer"]["v1"]["medix"]["group_filter"]
-    assert band == {"rule": "mean_band", "low": 0.01, "high": 0.99, "max_tries": 20}
+    assert band == {"rule": "mean_band", "low": 0.01, "high": 0.99, "max_filtered_groups": 2048, "on_exhausted": "stop"}
     assert cfg["trainer"]["v1"]["trainer_mode"] == "medix"
     assert cfg["actor_rollout_ref"]["model"]["path"] == model
     assert cfg["trainer"]["experiment_name"] == f"medix_r1_qwen3vl_{size}_dapo"
 
 
 def test_judge_placements():
-    server = composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1", "GPUS_PER_NODE": "6"})
+    server = composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1", "GPUS_PER_NODE": "4"})
     kw = server["reward"]["custom_reward_function"]["reward_kwargs"]
-    assert kw["judge_url"] == "http://judge:8085/v1" and server["trainer"]["n_gpus_per_node"] == 6
+    assert kw["judge_url"] == "http://judge:8085/v1" and server["trainer"]["n_gpus_per_node"] == 4
+    assert kw["judge_model"] == "Qwen/Qwen3-4B-Instruct-2507"
     assert server["reward"]["reward_model"]["enable"] is False
     managed = composed("medix_r1_qwen_7b.sh", {"JUDGE": "verl"})
     rm = managed["reward"]["reward_model"]
-    assert rm["enable"] is True and rm["enable_resource_pool"] is True and rm["n_gpus_per_node"] == 2
-    assert rm["model_path"] == "Qwen/Qwen3-4B-Instruct-2507" and managed["trainer"]["n_gpus_per_node"] == 6
-    assert managed["reward"]["custom_reward_function"]["reward_kwargs"]["judge_url"] is None
+    assert rm["enable"] is True and rm["enable_resource_pool"] is True and rm["n_gpus_per_node"] == 4
+    assert rm["rollout"]["tensor_model_parallel_size"] == 2 and rm["rollout"]["free_cache_engine"] is False
+    assert rm["model_path"] == "Qwen/Qwen3-4B-Instruct-2507" and managed["trainer"]["n_gpus_per_node"] == 4
+    kw = managed["reward"]["custom_reward_function"]["reward_kwargs"]
+    assert kw["judge_url"] is None and kw["judge_model"] is None  # the reward asks for model_path
 
 
 def test_dry_run_rejects_unknown_and_ignored_keys():
@@ -104,6 +110,8 @@ def test_dry_run_rejects_unknown_and_ignored_keys():
     assert proc.returncode == 2 and "group_filter.rule must be one of" in proc.stderr
     proc = run("medix_r1_qwen_7b.sh", None, "trainer.v1.medix.group_filter.rule=mean_band")
     assert proc.returncode == 2 and "needs algorithm.filter_groups.enable=true" in proc.stderr
+    proc = run("medix_r1_qwen3vl_dapo.sh", None, "+trainer.v1.medix.group_filter.max_tries=20")
+    assert proc.returncode == 2 and "max_tries is gone" in proc.stderr and "max_filtered_groups" in proc.stderr
     proc = run("medix_r1_qwen3vl_dapo.sh", {"GROUP_FILTER": "verl"})
     assert proc.returncode == 0 and "rule: verl" in proc.stdout
 

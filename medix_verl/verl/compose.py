@@ -2,13 +2,16 @@
 
     python -m medix_verl.verl.compose [OVERRIDES...]          # print the composed config as YAML
 
-Used by ``DRY_RUN=1 bash recipes/<recipe>.sh``. Exits non-zero, naming the key, when an
-override is unknown to verl 0.9.1 (hydra's own check) or sets a legacy key that verl 0.9.1's
-reward loop silently ignores (top-level ``custom_reward_function.*`` and ``reward_model.*``).
+Used by ``DRY_RUN=1 bash recipes/<recipe>.sh`` and before every real run. Exits 2, naming the
+key, when an override is unknown to verl 0.9.1 (hydra's own check), sets a legacy key that verl
+0.9.1's reward loop silently ignores (top-level ``custom_reward_function.*`` and
+``reward_model.*``), or when the :mod:`~medix_verl.verl.preflight` refuses the layout (its report
+goes to stderr; ``MEDIX_PREFLIGHT=0`` skips it, for rehearsing a failure on purpose).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,14 +24,14 @@ LEGACY_SECTIONS = {
 }
 
 
-def compose(overrides: list[str]):
+def compose(overrides: list[str], config_name: str = CONFIG_NAME):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def ignored_keys(cfg) -> list[str]:
@@ -66,10 +69,11 @@ def main(argv=None) -> int:
     if bad:
         print("medix_verl.verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 2
-    from .trainer import TRAINER_NAME, group_filter_settings
+    from .trainer import TRAINER_NAME, group_filter_settings, judge_error_policy
 
     try:
         if cfg.trainer.v1.trainer_mode == TRAINER_NAME:
+            judge_error_policy(cfg)
             band = group_filter_settings(cfg)
             if band["rule"] == "mean_band" and not cfg.algorithm.filter_groups.get("enable", False):
                 raise ValueError(
@@ -79,7 +83,14 @@ def main(argv=None) -> int:
         print(f"medix_verl.verl.compose: {exc}", file=sys.stderr)
         return 2
     print(OmegaConf.to_yaml(cfg, resolve=False))
-    return 0
+    if os.environ.get("MEDIX_PREFLIGHT", "1") == "0":
+        print("medix_verl.verl.compose: preflight skipped (MEDIX_PREFLIGHT=0)", file=sys.stderr)
+        return 0
+    from .preflight import preflight
+
+    report = preflight(cfg)
+    print(report.render(), file=sys.stderr)
+    return 0 if report.ok else 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""The preflight (#12): every recipe in every layout the README documents composes and passes, the
+README's old layouts and each run-time trap are refused with a message (never a traceback), and
+the refusals agree with verl 0.9.1's own run-time code."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medix_verl.verl.compose import compose
+from medix_verl.verl.preflight import is_loopback_url, preflight
+
+ROOT = Path(__file__).resolve().parent.parent
+REMOTE = "http://10.0.0.5:8085/v1"
+RECIPES = {
+    "7b": ("medix_r1_qwen_7b.sh", {}),
+    "8b-grpo": ("medix_r1_qwen3vl_8b_grpo.sh", {}),
+    "2b-dapo": ("medix_r1_qwen3vl_dapo.sh", {"SIZE": "2b"}),
+    "8b-dapo": ("medix_r1_qwen3vl_dapo.sh", {"SIZE": "8b"}),
+    "30b-dapo": ("medix_r1_qwen3vl_dapo.sh", {"SIZE": "30b"}),
+}
+# the README's table "GPU layouts": name -> environment
+LAYOUTS = {
+    "1 node, judge on another node": {"JUDGE_URL": REMOTE},
+    "1 node, 4 + 4 with a judge server": {"GPUS_PER_NODE": "4", "JUDGE_URL": "http://127.0.0.1:8085/v1"},
+    "1 node, 4 + 4 with JUDGE=verl": {"JUDGE": "verl"},
+    "2 nodes (Ray or SLURM), judge on its own node": {"NNODES": "2", "JUDGE_URL": REMOTE},
+    "4 nodes (Ray or SLURM), judge on its own node": {"NNODES": "4", "JUDGE_URL": REMOTE},
+    "2 nodes, JUDGE=verl": {"NNODES": "2", "JUDGE": "verl"},
+}
+# the 30B rollout runs tensor parallel 8 (as released): it needs all 8 GPUs of a training node
+NEEDS_8_TRAINING_GPUS = {"30b-dapo"}
+SPLIT_LAYOUTS = {"1 node, 4 + 4 with a judge server", "1 node, 4 + 4 with JUDGE=verl"}
+
+
+def recipe_overrides(recipe: str, env: dict, *extra: str) -> list[str]:
+    script, recipe_env = RECIPES[recipe]
+    full = {k: v for k, v in os.environ.items() if k not in ("JUDGE", "JUDGE_URL", "MEDIX_JUDGE_URL", "NNODES")}
+    full.update(recipe_env, **env, MEDIX_PRINT_OVERRIDES="1")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / script), *extra], capture_output=True, text=True, env=full, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def check(recipe, env, *extra):
+    return preflight(compose(recipe_overrides(recipe, env, *extra)))
+
+
+def refused(report) -> set[str]:
+    return {p.check for p in report.refusals}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_documented_layout_passes_or_is_refused_with_a_reason(recipe, layout):
+    report = check(recipe, LAYOUTS[layout])
+    text = report.render()
+    if recipe in NEEDS_8_TRAINING_GPUS and layout in SPLIT_LAYOUTS:
+        assert refused(report) == {"rollout-tensor-parallel"}, text
+        assert "use a rollout TP that divides 4" in text
+    else:
+        assert report.ok, text
+        assert "OK: verl's validate_config and the run-time checks passed" in text
+    if recipe in NEEDS_8_TRAINING_GPUS and layout == "2 nodes, JUDGE=verl":
+        assert "spans 2 nodes" in text  # verl allows a replica across nodes; it is said, not refused
+
+
+@pytest.mark.parametrize(
+    "env, numbers",
+    [
+        ({"GPUS_PER_NODE": "6"}, "data-parallel size 6"),  # the old README: judge server on GPUs 6,7
+        ({"JUDGE": "verl", "JUDGE_GPUS": "2"}, "data-parallel size 6"),  # the old JUDGE=verl default
+        ({"NNODES": "2", "JUDGE": "verl", "JUDGE_GPUS": "2", "JUDGE_URL": REMOTE}, "data-parallel size 12"),
+    ],
+)
+def test_the_old_readme_layouts_are_refused_naming_the_numbers(env, numbers):
+    report = check("7b", env)
+    assert refused(report) == {"actor-data-parallel"}
+    text = report.render()
+    assert numbers in text and "128 x 5 = 640 samples" in text and "4 + 4" in text
+    assert "verl/workers/engine_workers.py:TrainingWorker.train_mini_batch" in text
+
+
+def test_several_nodes_with_a_loopback_judge_are_refused():
+    report = check("7b", {"NNODES": "2"})  # JUDGE_URL defaults to 127.0.0.1
+    assert refused(report) == {"judge-url-loopback"}
+    assert "JUDGE_URL=http://<judge-node-ip>:8085/v1" in report.render()
+
+
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ("reward.reward_model.rollout.free_cache_engine=true", "judge-asleep"),
+        ("reward.custom_reward_function.reward_kwargs.judge_model=Qwen/Qwen3-4B-Instruct-2507", "judge-model-name"),
+        ("reward.reward_model.rollout.tensor_model_parallel_size=3", "judge-tensor-parallel"),
+        ("reward.reward_model.enable_resource_pool=false", "dapo-judge-pool"),
+    ],
+)
+def test_judge_verl_traps_are_refused(extra, name):
+    env = {"JUDGE": "verl", "JUDGE_MODEL": "/models/qwen3-4b"}
+    assert refused(check("8b-dapo", env, extra)) == {name}
+
+
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ("actor_rollout_ref.rollout.max_model_len=null", "policy-max-model-len"),
+        ("actor_rollout_ref.rollout.max_model_len=4096", "policy-max-model-len"),
+        ("trainer.max_actor_ckpt_to_keep=null", "checkpoint-rotation"),
+        ("+data.gen_batch_size=128", "dapo-gen-batch"),
+        ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8000", "dynamic-batch-tokens"),
+        ("data.train_batch_size=500", "mini-batches"),
+    ],
+)
+def test_run_time_traps_are_refused(extra, name):
+    assert name in refused(check("8b-dapo", {"JUDGE_URL": REMOTE}, extra))
+
+
+def test_verls_own_validate_config_runs_first():
+    report = check("7b", {"JUDGE_URL": REMOTE}, "actor_rollout_ref.rollout.temperature=0")
+    assert "verl-validate-config" in refused(report)  # val do_sample with temperature 0: verl's own assert
+
+
+def test_the_judge_context_is_reported_not_refused():
+    report = check("7b", {"JUDGE": "verl"})
+    assert report.ok and any("judge max_model_len 2048" in n and "judge_overlength" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("nnodes, gpus", [(1, 8), (1, 6), (1, 4), (2, 6), (2, 8), (3, 8), (1, 5), (1, 3)])
+@pytest.mark.parametrize("mini, n", [(128, 5), (64, 8), (32, 3)])
+def test_the_data_parallel_rule_is_verls_own_assertion(nnodes, gpus, mini, n):
+    """The preflight refuses exactly the layouts whose first actor update fails verl 0.9.1's real
+    TrainingWorker.train_mini_batch (driven with what verl's _update_actor sends: the mini-batch
+    times rollout.n) on an engine whose data-parallel size is the layout's."""
+    import torch
+    from tensordict import TensorDict
+    from verl.workers.engine_workers import TrainingWorker
+
+    class PastTheCheck(Exception):
+        pass
+
+    class Engine:  # stands in for FSDP: only its data-parallel size matters before the check
+        def get_data_parallel_size(self):
+            return nnodes * gpus
+
+        def get_data_parallel_rank(self):
+            raise PastTheCheck
+
+    class Worker:
+        engine = Engine()
+
+    data = TensorDict({"x": torch.zeros(4, 1)}, batch_size=[4])
+    data.set_non_tensor("mini_batch_size", mini * n)
+    try:
+        TrainingWorker.train_mini_batch(Worker(), data)
+    except PastTheCheck:
+        verl_fails = False
+    except AssertionError:
+        verl_fails = True
+    overrides = [
+        f"trainer.nnodes={nnodes}",
+        f"trainer.n_gpus_per_node={gpus}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={mini}",
+        f"actor_rollout_ref.rollout.n={n}",
+        f"data.train_batch_size={mini * 4}",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        f"reward.custom_reward_function.reward_kwargs.judge_url={REMOTE}",
+    ]
+    report = preflight(compose(overrides), run_verl_validate=False)
+    assert ("actor-data-parallel" in refused(report)) == verl_fails
+
+
+def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback():
+    env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, GPUS_PER_NODE="6")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert proc.returncode == 2
+    assert "REFUSED: 1 problem(s)" in proc.stderr and "[actor-data-parallel]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    ok = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")],
+        capture_output=True,
+        text=True,
+        env=dict(env, GPUS_PER_NODE="8", JUDGE_URL=REMOTE),
+        timeout=180,
+    )
+    assert ok.returncode == 0 and "OK: verl's validate_config" in ok.stderr
+    assert ok.stdout.lstrip().startswith(("model_engine", "actor_rollout_ref", "data", "hydra"))  # YAML only
+
+
+@pytest.mark.parametrize(
+    "url, loopback",
+    [
+        ("http://127.0.0.1:8085/v1", True),
+        ("http://localhost:8085/v1", True),
+        ("http://[::1]:8085/v1", True),
+        ("127.0.0.2:8000", True),
+        ("http://10.0.0.5:8085/v1", False),
+        ("http://judge.cluster:8085/v1", False),
+    ],
+)
+def test_loopback_urls(url, loopback):
+    assert is_loopback_url(url) is loopback
