@@ -123,6 +123,39 @@ def test_verl_managed_judge_uses_router_address(qwen_tok, minilm_path):
     assert judge.payloads and judge.payloads[0]["model"] == "Qwen/Qwen3-4B-Instruct-2507"
 
 
+@pytest.mark.parametrize("manager", ["medix-plugin", "naive+compute_score"])
+def test_verl_managed_judge_is_asked_for_the_model_verl_serves(manager, qwen_tok, minilm_path, tmp_path):
+    """#12 item 3: verl serves its judge under reward.reward_model.model_path (vllm serve <path>);
+    the reward must ask for that name, not the default hub id, and a judge_model that names
+    another model is refused at start-up instead of failing every judge call."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tok_path, tok = qwen_tok
+    with FakeJudge() as judge:
+        base = [
+            o
+            for o in _overrides(judge, minilm_path, tok_path, MANAGERS[manager])
+            if "judge_url" not in o and "judge_model" not in o
+        ]
+        # the judge's tokenizer verl loads from model_path (what the naive manager passes on)
+        config = compose_verl_config([*base, f"reward.reward_model.model_path={tok_path}"])
+        router = f"127.0.0.1:{judge.port}"
+        mgr = load_reward_manager(config, tok, reward_router_address=router, reward_model_tokenizer=tok)
+        out = mgr.loop.run_until_complete(mgr.run_single(make_dataproto(tok, ROWS[1:2])))
+        assert out["reward_extra_info"]["judge_error"] == 0.0
+        assert judge.payloads[-1]["model"] == str(tok_path)
+        other = compose_verl_config(
+            [
+                *base,
+                f"reward.reward_model.model_path={tok_path}",
+                "+reward.custom_reward_function.reward_kwargs.judge_model=Qwen/Qwen3-4B-Instruct-2507",
+            ]
+        )
+        with pytest.raises(ValueError, match="judge_model.*Qwen/Qwen3-4B-Instruct-2507.*model_path"):
+            mgr = load_reward_manager(other, tok, reward_router_address=router, reward_model_tokenizer=tok)
+            mgr.loop.run_until_complete(mgr.run_single(make_dataproto(tok, ROWS[1:2])))
+
+
 def test_typo_in_reward_kwargs_fails_loudly(qwen_tok, minilm_path):
     from verl.trainer.ppo.reward import load_reward_manager
 
@@ -133,3 +166,38 @@ def test_typo_in_reward_kwargs_fails_loudly(qwen_tok, minilm_path):
         config = compose_verl_config(overrides)
         with pytest.raises(ValueError, match="embed_treshold"):
             load_reward_manager(config, tok)
+
+
+def test_verl_managed_judge_scores_what_cannot_fit_its_context_without_sending_it(qwen_tok, minilm_path):
+    """verl's router answers a judge's HTTP 400 with a bare 500 (a transient fault to any client):
+    with a verl-managed judge, a request that cannot fit reward.reward_model.rollout.max_model_len is
+    scored as the release scored it (0, judge_overlength) and never sent."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tok_path, tok = qwen_tok
+    rows = [
+        {
+            "response": "<CT_SCAN><thinking>r</thinking><answer>" + "pleural effusion " * 150 + "</answer>",
+            "ground_truth": "<CT_SCAN> pleural effusion on the right",
+        },  # fmt: skip
+        ROWS[1],
+    ]
+    with FakeJudge() as judge:
+        base = [
+            o
+            for o in _overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"])
+            if "judge_url" not in o and "judge_model" not in o
+        ]
+        config = compose_verl_config(
+            [*base, f"reward.reward_model.model_path={tok_path}", "reward.reward_model.rollout.max_model_len=400"]
+        )
+        mgr = load_reward_manager(
+            config, tok, reward_router_address=f"127.0.0.1:{judge.port}", reward_model_tokenizer=tok
+        )
+        data = make_dataproto(tok, rows, response_len=400)
+        long, short = (
+            mgr.loop.run_until_complete(mgr.run_single(data[i : i + 1]))["reward_extra_info"] for i in (0, 1)
+        )
+    assert long["judge_overlength"] == 1.0 and long["judge_error"] == 0.0 and long["accuracy_llm"] == 0.0
+    assert short["judge_overlength"] == 0.0 and short["judge_error"] == 0.0
+    assert judge.received == 1  # only the answer that fits was sent

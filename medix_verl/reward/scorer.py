@@ -33,6 +33,33 @@ from ..clients.embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder,
 from .settings import DEFAULT_JUDGE_MODEL, RewardSettings
 
 
+class JudgeContext:
+    """The judge's context as vLLM checks a request: prompt tokens (after the chat template) plus
+    ``max_tokens`` must fit ``max_model_len``. Used when verl manages the judge: verl's router
+    turns vLLM's HTTP 400 into a bare 500, so a request that cannot fit is not sent at all and is
+    scored as the release scored it (0, ``judge_overlength``)."""
+
+    def __init__(self, tokenizer, max_model_len: int):
+        self.tokenizer = tokenizer
+        self.max_model_len = int(max_model_len)
+        self.template_tokens = self._count([{"role": "user", "content": ""}], {})
+
+    def _count(self, messages, template_kwargs) -> int:
+        ids = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True, **template_kwargs
+        )
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+    def fits(self, messages, params: Mapping[str, Any]) -> bool:
+        max_tokens = int(params.get("max_tokens") or 16)
+        chars = sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+        # a token covers at least one character: most requests fit without being tokenized
+        if chars + self.template_tokens * len(messages) + max_tokens <= self.max_model_len:
+            return True
+        tokens = self._count(messages, dict(params.get("chat_template_kwargs") or {}))
+        return tokens + max_tokens <= self.max_model_len
+
+
 class MedixScorer:
     """Scores responses with a preset's rules, a judge client and an embedder.
 
@@ -56,6 +83,7 @@ class MedixScorer:
         self.threshold = self.settings.resolved_threshold
         self.custom_parts = [p for p in leaf_parts(self.weights) if p not in BUILTIN_PARTS]
         self.judge = judge or self._build_judge(judge_url, judge_model)
+        self.judge_context: JudgeContext | None = None  # set when verl manages the judge
         self.embedder = embedder or self._build_embedder()
         self.samples = 0
         self.totals: dict[str, float] = {}
@@ -162,6 +190,10 @@ class MedixScorer:
                 "--judge-url, or MEDIX_JUDGE_URL), or let verl manage the judge with reward.reward_model.enable=True"
             )
         messages = self.preset.judge_messages(sample.answer, sample.reference, sample.question)
+        if self.judge_context is not None and not self.judge_context.fits(messages, self.judge_params):
+            self.judge.stats.calls += 1
+            self.judge.stats.overlength += 1
+            return 0.0, False, True
         for attempt in range(self.preset.verdict_retries + 1):
             try:
                 choice = await self.judge.complete_choice(messages, self.judge_params, use_cache=attempt == 0)

@@ -31,6 +31,22 @@ def _settings_for(kwargs: Mapping[str, Any]) -> RewardSettings:
 _CALL_KEYS = {"reward_router_address", "reward_model_tokenizer", "reward_model_path"}
 
 
+def verl_judge_model(settings: RewardSettings, served: str | None) -> str:
+    """The model name to ask verl's judge for: verl serves it under ``reward.reward_model.model_path``
+    (``vllm serve <path>``; its own reward loop asks for that name too). A ``judge_model`` that
+    names something else would have every judge call refused: it is an error here, at start-up."""
+    if not served:
+        raise ValueError(
+            "verl manages the judge but did not say which model it serves (reward.reward_model.model_path)"
+        )
+    if settings.judge_model and settings.judge_model != served:
+        raise ValueError(
+            f"reward_kwargs.judge_model={settings.judge_model!r} but verl serves its judge as "
+            f"reward.reward_model.model_path={served!r}: leave judge_model null with a verl-managed judge"
+        )
+    return served
+
+
 async def compute_score(
     data_source: str | None,
     solution_str: str,
@@ -47,14 +63,14 @@ async def compute_score(
     Returns ``score, format, modality, accuracy_llm, accuracy_embed, judge_error, judge_overlength`` (and custom parts).
     """
     router = kwargs.pop("reward_router_address", None)
-    model_path = kwargs.pop("reward_model_path", None)
+    # verl's naive manager passes the judge's tokenizer, loaded from reward.reward_model.model_path
+    judge_tokenizer = kwargs.pop("reward_model_tokenizer", None)
+    model_path = kwargs.pop("reward_model_path", None) or getattr(judge_tokenizer, "name_or_path", None)
     for key in _CALL_KEYS:
         kwargs.pop(key, None)
     settings = _settings_for(kwargs)
     scorer = get_scorer(
-        settings,
-        judge_url=router,
-        judge_model=(settings.judge_model or model_path) if router else None,
+        settings, judge_url=router, judge_model=verl_judge_model(settings, model_path) if router else None
     )
     question = None
     if isinstance(extra_info, Mapping):

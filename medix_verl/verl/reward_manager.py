@@ -23,8 +23,9 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from ..reward.scorer import get_scorer
+from ..reward.scorer import JudgeContext, get_scorer
 from ..reward.settings import RewardSettings
+from .reward_fn import verl_judge_model
 
 
 @register("medix")
@@ -49,9 +50,14 @@ class MedixRewardManager(RewardManagerBase):
         judge_model = None
         if reward_router_address:
             rm_cfg = reward_cfg.get("reward_model") or {}
-            judge_model = self.settings.judge_model or rm_cfg.get("model_path")
+            judge_model = verl_judge_model(self.settings, rm_cfg.get("model_path"))
         self.reward_router_address = reward_router_address
         self.scorer = get_scorer(self.settings, judge_url=reward_router_address, judge_model=judge_model)
+        judge_len = ((reward_cfg.get("reward_model") or {}).get("rollout") or {}).get("max_model_len")
+        if reward_router_address and reward_model_tokenizer is not None and judge_len:
+            # verl's router turns the judge's HTTP 400 (over its context) into a bare 500: such a
+            # request is scored here, as the release scored it, instead of being sent
+            self.scorer.judge_context = JudgeContext(reward_model_tokenizer, int(judge_len))
         warm_up = getattr(self.scorer.embedder, "warm_up", None)
         if warm_up is not None:
             warm_up()
