@@ -12,11 +12,27 @@ Written for verl 0.9.1: what it overrides of verl's private classes is checked w
 
 2. The release's DAPO group rule. verl's ``algorithm.filter_groups`` drops a group when all its
    scores are equal; the release keeps a group only if its mean score lies strictly between 0.01
-   and 0.99, and gives up after 20 generation batches. With
-   ``trainer.v1.medix.group_filter.rule=mean_band`` (and ``algorithm.filter_groups.enable=true``,
-   ``metric=score``) the replay buffer applies that rule instead; ``rule=verl`` keeps verl's.
+   and 0.99. With ``trainer.v1.medix.group_filter.rule=mean_band`` (and
+   ``algorithm.filter_groups.enable=true``, ``metric=score``) the replay buffer applies that rule
+   instead; ``rule=verl`` keeps verl's.
 
-    trainer.v1.medix.group_filter: {rule: mean_band, low: 0.01, high: 0.99, max_tries: 20}
+   The budget. The release generates batches of 128 prompts until 512 are kept and stops the run
+   (``RuntimeError``) after 20 batches: that is, once more than 20 x 128 - 512 = 2,048 groups were
+   dropped in one step. verl 0.9.1 refills prompt by prompt under ``filter_groups`` (it replaces
+   ``data.gen_batch_size`` by 1), so the budget is stated in dropped groups:
+   ``max_filtered_groups`` (2,048). Past it, ``on_exhausted=stop`` (the release) stops the run with
+   the release's message; ``keep`` (opt-in) trains on what comes for the rest of the step.
+
+    trainer.v1.medix.group_filter: {rule: mean_band, low: 0.01, high: 0.99, max_filtered_groups: 2048,
+                                    on_exhausted: stop}
+
+3. Judge faults never become a training signal. A sample whose judge call failed
+   (``judge_error=1``) has accuracy 0, which inside a GRPO group is a strong negative advantage
+   for an answer nobody judged. With ``trainer.v1.medix.judge_errors=mask`` (the default) such
+   samples leave their group's baseline (mean and std are taken over the judged samples) and get
+   zero advantage, so they neither teach nor shift the others; the step logs
+   ``reward/judge_error_masked`` (their count). ``judge_errors=score`` trains on them as the
+   release does (accuracy 0).
 """
 
 from __future__ import annotations
@@ -25,33 +41,81 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .metrics import as_number, group_spread_metrics, reward_part_metrics
+from .metrics import PREFIX, as_number, group_spread_metrics, reward_part_metrics
 from .patching import require, require_params
 
 TRAINER_NAME = "medix"
 RULES = ("verl", "mean_band")
+ON_EXHAUSTED = ("stop", "keep")
+JUDGE_ERRORS = ("mask", "score")
+# the release: batches of 128 prompts, 512 kept a step, RuntimeError after 20 batches
+GROUP_FILTER_DEFAULTS = {
+    "rule": "verl",
+    "low": 0.01,
+    "high": 0.99,
+    "max_filtered_groups": 20 * 128 - 512,
+    "on_exhausted": "stop",
+}
 
 
 def group_filter_settings(config) -> dict:
     """``trainer.v1.medix.group_filter`` with defaults, validated."""
     medix = (config.trainer.v1.get(TRAINER_NAME) or {}) if config is not None else {}
     raw = dict(medix.get("group_filter") or {})
-    unknown = set(raw) - {"rule", "low", "high", "max_tries"}
+    if "max_tries" in raw:
+        raise ValueError(
+            "trainer.v1.medix.group_filter.max_tries is gone: verl 0.9.1 generates prompt by prompt under "
+            "filter_groups, so the budget is max_filtered_groups (the release's 20 x 128 - 512 = 2048)"
+        )
+    unknown = set(raw) - set(GROUP_FILTER_DEFAULTS)
     if unknown:
         raise ValueError(f"trainer.v1.medix.group_filter: unknown keys {sorted(unknown)}")
-    out = {
-        "rule": raw.get("rule", "verl"),
-        "low": float(raw.get("low", 0.01)),
-        "high": float(raw.get("high", 0.99)),
-        "max_tries": int(raw.get("max_tries", 20)),
-    }
+    out = {**GROUP_FILTER_DEFAULTS, **raw}
+    out["low"], out["high"] = float(out["low"]), float(out["high"])
+    out["max_filtered_groups"] = int(out["max_filtered_groups"])
     if out["rule"] not in RULES:
         raise ValueError(f"trainer.v1.medix.group_filter.rule must be one of {RULES}, got {out['rule']!r}")
     if not out["low"] < out["high"]:
         raise ValueError(f"trainer.v1.medix.group_filter: low ({out['low']}) must be below high ({out['high']})")
-    if out["max_tries"] < 1:
-        raise ValueError("trainer.v1.medix.group_filter.max_tries must be >= 1")
+    if out["max_filtered_groups"] < 0:
+        raise ValueError("trainer.v1.medix.group_filter.max_filtered_groups must be >= 0")
+    if out["on_exhausted"] not in ON_EXHAUSTED:
+        raise ValueError(
+            f"trainer.v1.medix.group_filter.on_exhausted must be one of {ON_EXHAUSTED}, got {out['on_exhausted']!r}"
+        )
     return out
+
+
+def judge_error_policy(config) -> str:
+    """``trainer.v1.medix.judge_errors``: ``mask`` (default) or ``score`` (as released)."""
+    medix = (config.trainer.v1.get(TRAINER_NAME) or {}) if config is not None else {}
+    policy = medix.get("judge_errors", "mask")
+    if policy not in JUDGE_ERRORS:
+        raise ValueError(f"trainer.v1.medix.judge_errors must be one of {JUDGE_ERRORS}, got {policy!r}")
+    return policy
+
+
+def mask_rows(compute, rows: list[int]):
+    """``compute`` (verl's advantage function) with ``rows`` out of their groups and at zero
+    advantage: each gets a group of its own for the estimator, then advantages and returns of 0."""
+
+    def masked(data, *args, **kwargs):
+        uids = data.non_tensor_batch["uid"]
+        original = uids.copy()
+        for i in rows:
+            uids[i] = f"{original[i]}#judge-error-{i}"
+        try:
+            out = compute(data, *args, **kwargs)
+        finally:
+            data.non_tensor_batch["uid"] = original
+        for field in ("advantages", "returns"):
+            if field in out.batch.keys():
+                out.batch[field][rows] = 0.0
+        if "uid" in out.non_tensor_batch:
+            out.non_tensor_batch["uid"] = original
+        return out
+
+    return masked
 
 
 def keep_group(values, low: float, high: float) -> bool:
@@ -98,15 +162,18 @@ _BUFFER_ARGS = (
     "gen_batch_size",
     "max_inflight_gen_batches",
 )
-_TRAINER_NEEDS = ("_build_replay_buffer", "_compute_metrics")
+_TRAINER_NEEDS = ("_build_replay_buffer", "_compute_metrics", "_compute_advantage")
 
 
 def _build_classes():
+    import verl.trainer.ppo.v1.trainer_base as trainer_base
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
     from verl.trainer.ppo.v1.trainer_base import register_trainer
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
     patch = "medix trainer"
+    # _compute_advantage calls this module-level function: masking wraps it for one call
+    require(trainer_base, ["compute_advantage_for_multi_trajectories"], patch=patch)
     require(ReplayBuffer, _BUFFER_NEEDS, patch=patch)
     require_params(ReplayBuffer.__init__, _BUFFER_ARGS, patch=patch)
     require(PPOTrainerSync, _TRAINER_NEEDS, patch=patch)
@@ -114,23 +181,24 @@ def _build_classes():
     class MeanBandReplayBuffer(ReplayBuffer):
         """verl's synchronous replay buffer with the release's DAPO group rule."""
 
-        def __init__(self, *args, band: dict, prompts_per_try: int, **kwargs):
+        def __init__(self, *args, band: dict, **kwargs):
             super().__init__(*args, **kwargs)
             require(self, _BUFFER_STATE, patch="medix trainer's mean-band replay buffer")
             self.band = band
-            self.filter_budget = band["max_tries"] * prompts_per_try
             self._filtered_this_step = 0
-            self.gave_up_steps = 0
+            self._step = None
+
+        def _exhausted(self) -> bool:
+            return self._filtered_this_step > self.band["max_filtered_groups"]
 
         def sample(self, global_steps, partition_id, batch_size):
             self._filtered_this_step = 0
+            self._step = global_steps
             batch, metrics = super().sample(global_steps, partition_id, batch_size)
             if partition_id != "val":
                 prefix = self._metrics_prefix(partition_id)
                 metrics[f"{prefix}/filter_groups/mean_band_filtered_groups"] = self._filtered_this_step
-                metrics[f"{prefix}/filter_groups/mean_band_gave_up"] = float(
-                    self._filtered_this_step >= self.filter_budget
-                )
+                metrics[f"{prefix}/filter_groups/mean_band_gave_up"] = float(self._exhausted())
             return batch, metrics
 
         def _dapo_filtered_keys(self, partition_id):
@@ -141,8 +209,16 @@ def _build_classes():
             for uid in list(cache.keys() - finished):
                 del cache[uid]
             new = finished - cache.keys()
-            if new and self._filtered_this_step >= self.filter_budget:
-                # the release gives up after max_tries generation batches: keep what comes now
+            if new and self._exhausted():
+                if self.band["on_exhausted"] == "stop":
+                    # the release's ray_trainer raises here ("Generated too many. Please check your data.")
+                    raise RuntimeError(
+                        f"DAPO mean-band filter: {self._filtered_this_step} groups dropped in step {self._step}, "
+                        f"more than max_filtered_groups={self.band['max_filtered_groups']} (the release's 20 "
+                        "generation batches of 128 prompts). Generated too many: check the data and the judge "
+                        "(reward/judge_error_rate), or set trainer.v1.medix.group_filter.on_exhausted=keep"
+                    )
+                # opt-in: keep what comes for the rest of the step
                 for uid in new:
                     cache[uid] = None
                 new = set()
@@ -183,12 +259,22 @@ def _build_classes():
                     "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true "
                     "and algorithm.filter_groups.metric=score"
                 )
-            prompts_per_try = int(self.config.data.get("gen_batch_size") or self.config.data.train_batch_size)
-            return MeanBandReplayBuffer(
-                **{name: getattr(buffer, name) for name in _BUFFER_ARGS},
-                band=band,
-                prompts_per_try=prompts_per_try,
-            )
+            return MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
+
+        def _compute_advantage(self, batch, metrics):
+            if judge_error_policy(self.config) == "score":
+                return super()._compute_advantage(batch, metrics)
+            infos = _extra_infos(batch.keys, batch.partition_id)
+            rows = [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0]
+            metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
+            if not rows:
+                return super()._compute_advantage(batch, metrics)
+            original = trainer_base.compute_advantage_for_multi_trajectories
+            trainer_base.compute_advantage_for_multi_trajectories = mask_rows(original, rows)
+            try:
+                return super()._compute_advantage(batch, metrics)
+            finally:
+                trainer_base.compute_advantage_for_multi_trajectories = original
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
