@@ -135,7 +135,11 @@ def test_weight_updates_are_applied_and_strict(server):
         sent.pop(k)
     assert server.update_weights(sent, global_steps=3) == len(sent)
     assert torch.equal(server.model.state_dict()[name], state[name] + 1.0)
-    assert server.weight_checksum() != before and server.stats() == {"weight_updates": 1, "global_steps": 3}
+    assert server.weight_checksum() != before and server.stats() == {
+        "weight_updates": 1,
+        "global_steps": 3,
+        "released": [],
+    }
     with pytest.raises(KeyError, match="lacks: \\['model.not_a_weight'\\]"):
         server.update_weights({**sent, "model.not_a_weight": torch.zeros(1)})
     with pytest.raises(KeyError, match="did not send weights for"):
@@ -152,3 +156,69 @@ def test_cpu_platform_is_opt_in(monkeypatch):
     assert not cpu_backend.requested()
     monkeypatch.setenv("VERL_PLATFORM", "CPU")
     assert cpu_backend.requested()
+
+
+def test_sleep_mode_is_vllms(tiny_vl, prompt):
+    """sleep releases weights and KV cache (as verl's vLLM server does, unless free_cache_engine is
+    false or the replica is standalone); wake_up brings them back by tag; a request or new weights
+    while asleep is an error, never a silent generation from freed memory."""
+    from medix_verl.devkit.cpu_backend import HFGenerationServer
+
+    cfg = {"prompt_length": 512, "response_length": 4, "mode": "hybrid", "free_cache_engine": True}
+    server = HFGenerationServer(str(tiny_vl), False, cfg, replica_rank=0)
+    ids, image = prompt
+    asyncio.run(server.sleep())
+    assert server.is_asleep()
+    with pytest.raises(RuntimeError, match="while asleep: kv_cache, weights released by sleep"):
+        generate(server, ids, image)
+    asyncio.run(server.wake_up(["weights"]))  # verl's update_weights: weights first ...
+    server.update_weights(server.model.state_dict())
+    with pytest.raises(RuntimeError, match="while asleep: kv_cache"):
+        generate(server, ids, image)
+    asyncio.run(server.wake_up(["kv_cache"]))  # ... then the KV cache
+    assert len(generate(server, ids, image).token_ids) >= 1
+    for kept in ({"free_cache_engine": False}, {"mode": "standalone"}):
+        other = HFGenerationServer(str(tiny_vl), False, {**cfg, **kept}, replica_rank=1)
+        asyncio.run(other.sleep())
+        assert not other.is_asleep()
+
+
+def test_chat_endpoint_answers_as_vllm_does(smollm2_dir):
+    """The OpenAI endpoint a verl-managed judge is reached through: the served name is the model
+    path, an unknown model is 404, a request beyond max_model_len is vLLM's HTTP 400, asleep is 503."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from medix_verl.devkit.cpu_backend import HFGenerationServer
+
+    cfg = {"prompt_length": 120, "response_length": 8, "mode": "colocated", "free_cache_engine": True}
+    server = HFGenerationServer(str(smollm2_dir), False, cfg, replica_rank=0)
+
+    async def go():
+        address = await server.start_http()
+
+        def post(body):
+            req = urllib.request.Request(
+                f"http://{address}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        ask = {"model": str(smollm2_dir), "messages": [{"role": "user", "content": "Is 2 even? YES or NO."}]}
+        out = [await asyncio.to_thread(post, {**ask, "max_tokens": 2})]
+        out.append(await asyncio.to_thread(post, {**ask, "model": "Qwen/Qwen3-4B-Instruct-2507"}))
+        out.append(await asyncio.to_thread(post, {**ask, "messages": [{"role": "user", "content": "word " * 300}]}))
+        await server.sleep()
+        out.append(await asyncio.to_thread(post, ask))
+        return address, out
+
+    address, (ok, unknown, long, asleep) = asyncio.run(go())
+    assert ok[0] == 200 and ok[1]["model"] == str(smollm2_dir) and ok[1]["choices"][0]["message"]["content"]
+    assert ok[1]["usage"]["completion_tokens"] <= 2
+    assert unknown[0] == 404
+    assert long[0] == 400 and "maximum context length is 128 tokens" in long[1]["message"]
+    assert asleep[0] == 503 and "while asleep" in asleep[1]["message"]

