@@ -69,7 +69,12 @@ def prepare(
     elif preset.gate is not None and normalized.count("<answer>") > 1:
         gate, route = "hedged", ROUTE_INVALID  # several answer blocks: several candidate answers
     elif preset.gate is not None and (
-        gate := preset.gate(answer, **({"max_answer_chars": max_answer_chars} if max_answer_chars else {}))
+        gate := preset.gate(
+            answer,
+            question=question,
+            reference=gt.answer,
+            **({"max_answer_chars": max_answer_chars} if max_answer_chars else {}),
+        )
     ):
         route = ROUTE_INVALID
     elif preset.gate is None and not preset.answer_is_valid(answer):

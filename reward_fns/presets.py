@@ -32,7 +32,7 @@ class Preset:
     #: ``answer_is_valid(answer) -> bool``: the release's validity rule (an invalid answer gets
     #: both accuracy parts 0 without a judge call). Exactly one of it and ``gate`` is set.
     answer_is_valid: Union[Callable[[str], bool], None] = None
-    #: ``gate(answer, max_answer_chars=...) -> reason | None``: answers refused before the judge,
+    #: ``gate(answer, question=, reference=, max_answer_chars=...) -> reason | None``: answers refused before the judge,
     #: with the reason reported as a ``gate_<reason>`` flag.
     gate: Union[Callable[..., Union[str, None]], None] = None
     #: credit a case-insensitive exact match before any validity rule (the paper checks validity first)

@@ -4,6 +4,8 @@ Every case is scored against a judge that answers YES to everything: under ``rob
 earn accuracy credit, and none may reach the judge. The legitimate cases must keep theirs.
 """
 
+from reward_fns.robust import normalize_answer
+
 REF = "<CT_SCAN> Left lower lobe pneumonia"
 TAG = "<CT_SCAN>"
 
@@ -48,6 +50,8 @@ MASTER_KEYS = [
     "…",
     "Ｔｈｏｕｇｈｔ ｐｒｏｃｅｓｓ：",
     "\u00a0:\u00a0",
+    "maybe",  # commits to nothing (a hedge too)
+    "what do you think?",
 ]
 HEDGES = [
     "Pneumonia or edema",
@@ -66,7 +70,6 @@ HEDGES = [
     "pneumonia vs atelectasis",
     "all of the above",
     "pneumonia, atelectasis, edema, effusion",
-    "maybe",
     "Left or right lower lobe pneumonia",
     "(a) pneumonia (b) edema",
     "Either pneumonia or aspiration",
@@ -110,7 +113,7 @@ TOO_LONG = [
     "Diagnosis " * 35,
     "lower lobe " * 40,
 ]
-PLACEHOLDERS = ["____", "The answer is __", "Is it pneumonia?", "what do you think?", "pneumonia?"]
+PLACEHOLDERS = ["____", "The answer is __", "Is it pneumonia?", "pneumonia?"]
 EMPTY_ANSWERS = ["", " ", "\n\n", "\t", "."]
 
 # (response, expected format) with answers that are themselves gated
@@ -157,7 +160,7 @@ def adversarial_cases():
     ):
         for answer in answers:
             # the answer is stripped of dots before any rule: "." and "..." are empty answers
-            expected_gate = "empty" if not answer.strip().strip(".").strip() else gate
+            expected_gate = "empty" if not normalize_answer(answer.strip().strip(".")).strip() else gate
             cases.append(
                 (
                     group,

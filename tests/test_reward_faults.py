@@ -213,3 +213,91 @@ def test_a_request_beyond_the_judges_context_is_overlength_not_a_fault(minilm):
 
         err = asyncio.run(other())
     assert err.kind == "http" and client.stats.errors == 1 and client.stats.overlength == 0
+
+
+def test_serve_judge_passes_the_layout_to_vllm(tmp_path):
+    """The 4 + 4 layout's judge: two tensor-parallel-2 copies (JUDGE_DP=2) on loopback."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "recipes" / "serve_judge.sh"
+    fake = tmp_path / "vllm"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MEDIX_JUDGE_API_KEY"}
+    env.update(PATH=f"{tmp_path}:/usr/bin:/bin", JUDGE_DP="2")
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    args = proc.stdout.split()
+    assert proc.returncode == 0 and args[:2] == ["serve", "Qwen/Qwen3-4B-Instruct-2507"]
+    pairs = dict(zip(args[2::2], args[3::2]))
+    assert pairs["--tensor-parallel-size"] == "2" and pairs["--data-parallel-size"] == "2"
+    assert pairs["--host"] == "127.0.0.1" and pairs["--max-model-len"] == "2048"
+
+
+@pytest.mark.slow
+def test_two_thousand_samples_through_every_fault_at_once(minilm):
+    """#14: 2,000 samples scored against a judge that mixes every fault (HTTP 200 without content,
+    5xx, reset connections, replies slower than the timeout) while a tenth of the callers are
+    cancelled, as verl's rate limiter cancels them. No sample is scored from a fault: every sample
+    without judge_error has the verdict its answer deserves; the counts reconcile; nothing hangs."""
+    import random
+    import time
+
+    n = 2000
+    rng = random.Random(7)
+
+    def contentless(payload):
+        return (
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": None}}]}
+            if rng.random() < 0.06
+            else None
+        )
+
+    samples = []
+    for i in range(n):
+        deserves_yes = i % 2 == 0
+        answer = f"pneumonia case {i} in the left lower lobe" if deserves_yes else f"fracture {i} of the femur"
+        samples.append(
+            (f"<X_RAY><thinking>t</thinking><answer>{answer}</answer>", f"<X_RAY> pneumonia case {i}", deserves_yes)
+        )
+    cancelled_ids = set(rng.sample(range(n), n // 10))
+    timeout, retries = 0.5, 2
+    with FakeJudge(
+        error_rate=0.05, reset_rate=0.03, stall_rate=0.03, stall_s=3.0, body_policy=contentless, seed=3
+    ) as judge:
+        client = ChatClient(judge.url, "m", timeout=timeout, retries=retries, backoff=0.01, max_concurrency=64,
+                            max_error_rate=1.0)  # fmt: skip
+        scorer = MedixScorer(RewardSettings(max_error_rate=1.0), judge=client, embedder=minilm)
+
+        async def one(i):
+            response, truth, _ = samples[i]
+            call = scorer.score(response, truth)
+            if i in cancelled_ids:
+                return await asyncio.wait_for(call, timeout=0.02)  # the caller gives up: cancelled
+            return await call
+
+        async def go():
+            try:
+                return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True), 300)
+            finally:
+                await scorer.aclose()
+
+        started = time.perf_counter()
+        results = asyncio.run(go())
+        elapsed = time.perf_counter() - started
+    cancelled = [r for r in results if isinstance(r, asyncio.TimeoutError)]
+    others = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.TimeoutError)]
+    assert not others, others[:3]
+    scored = [(i, r) for i, r in enumerate(results) if isinstance(r, dict) and r["judge_error"] == 0.0]
+    errored = [(i, r) for i, r in enumerate(results) if isinstance(r, dict) and r["judge_error"] == 1.0]
+    assert len(scored) + len(errored) + len(cancelled) == n  # counts reconcile
+    assert len(cancelled) >= n // 20 and len(errored) > 0 and len(scored) > n // 2
+    # not one verdict made of a fault: every judged sample got exactly the verdict it deserves
+    wrong = [i for i, r in scored if r["accuracy_llm"] != (1.0 if samples[i][2] else 0.0)]
+    assert wrong == []
+    assert all(r["accuracy_llm"] == 0.0 for _, r in errored)
+    # the client's own ledger agrees: every errored sample is one failed call
+    assert client.stats.errors >= len(errored)
+    # bounded: a call takes at most (retries + 1) attempts of `timeout` plus backoff, in parallel
+    assert elapsed < 240, elapsed

@@ -11,12 +11,16 @@ Use it three ways:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import threading
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from typing import Any
 
 from reward_fns import (
     ROUTE_EXACT,
+    ROUTE_INVALID,
     ROUTE_MODEL,
     PreparedSample,
     assemble,
@@ -27,6 +31,7 @@ from reward_fns import (
     yes_probability,
 )
 from reward_fns.parts import BUILTIN_PARTS
+from reward_fns.robust import commitment, normalize_answer
 
 from ..clients.chat import ChatClient, ChatRequestError, reply_text
 from ..clients.embedder import DEFAULT_EMBED_MODEL, BaseEmbedder, LocalEmbedder, RemoteEmbedder
@@ -60,6 +65,64 @@ class JudgeContext:
         return tokens + max_tokens <= self.max_model_len
 
 
+class NonAnswerCheck:
+    """The ``robust`` preset's second look at answers the rules let through: does the answer sit
+    nearer, in the embedder's space, to known non-answers ("Upon reviewing the scan", "Spot on")
+    than to known short medical answers? Phrasings no list has seen are caught by their meaning.
+
+    Only answers that the rules found to commit through an ordinary word (not a yes/no, side,
+    number or option answered in kind, nor a word of the reference) are checked. The prototypes
+    (``medix_verl/reward/data/answer_prototypes.jsonl``) are embedded once per embedder; an answer
+    costs one embedding, shared with the embedding accuracy when the answer is plain text. The
+    decision compares the mean cosine of the 3 nearest of each kind, so it does not depend on the
+    embedder's cosine scale; ``margin`` is how much nearer to the non-answers it must be.
+    """
+
+    K = 3
+
+    def __init__(self, embedder: BaseEmbedder, margin: float):
+        self.embedder = embedder
+        self.margin = float(margin)
+        self._matrix: Any = None
+        self._is_non: Any = None
+        self._lock = asyncio.Lock()
+        self.checked = 0
+        self.refused = 0
+
+    @staticmethod
+    def prototypes() -> list[dict]:
+        text = resources.files("medix_verl.reward").joinpath("data/answer_prototypes.jsonl").read_text("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    async def _load(self):
+        import numpy as np
+
+        async with self._lock:
+            if self._matrix is None:
+                rows = self.prototypes()
+                self._matrix = await self.embedder.embed_many([r["text"] for r in rows])
+                self._is_non = np.array([r["kind"] == "non_answer" for r in rows])
+        return self._matrix, self._is_non
+
+    async def margin_of(self, answer: str) -> float:
+        """Mean cosine to the nearest non-answers minus mean cosine to the nearest answers."""
+        import numpy as np
+
+        matrix, is_non = await self._load()
+        sims = matrix @ await self.embedder.embed(answer)
+        k = self.K
+        return float(np.sort(sims[is_non])[-k:].mean() - np.sort(sims[~is_non])[-k:].mean())
+
+    async def is_non_answer(self, sample: PreparedSample) -> bool:
+        answer = normalize_answer(sample.answer).strip()
+        if commitment(answer, question=sample.question, reference=sample.reference) != "content":
+            return False
+        self.checked += 1
+        refused = await self.margin_of(answer) > self.margin
+        self.refused += int(refused)
+        return refused
+
+
 class MedixScorer:
     """Scores responses with a preset's rules, a judge client and an embedder.
 
@@ -85,6 +148,11 @@ class MedixScorer:
         self.judge = judge or self._build_judge(judge_url, judge_model)
         self.judge_context: JudgeContext | None = None  # set when verl manages the judge
         self.embedder = embedder or self._build_embedder()
+        self.non_answers = (
+            NonAnswerCheck(self.embedder, self.settings.non_answer_margin)
+            if self.preset.gate is not None and self.settings.non_answer_margin is not None
+            else None
+        )
         self.samples = 0
         self.totals: dict[str, float] = {}
         self.unparseable_verdicts = 0
@@ -154,6 +222,12 @@ class MedixScorer:
             extra_info=extra_info,
             max_answer_chars=self.settings.max_answer_chars,
         )
+        if (
+            sample.route == ROUTE_MODEL
+            and self.non_answers is not None
+            and await self.non_answers.is_non_answer(sample)
+        ):
+            sample = dataclasses.replace(sample, route=ROUTE_INVALID, gate="master_key")
         if sample.route == ROUTE_MODEL:
             # the embedding runs beside the judge call (one task, no gather: this is the hot path)
             embedding = asyncio.ensure_future(self._embed(sample))

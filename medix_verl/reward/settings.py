@@ -161,6 +161,13 @@ class RewardSettings:
     max_answer_chars: int | None = setting(
         None, "`robust`: longer answers get no accuracy credit", type="int", check=_at_least_one, shown_default="300"
     )
+    non_answer_margin: float | None = setting(
+        0.05,
+        "`robust`: no credit for an answer whose 3 nearest non-answer prototypes are closer, by more than "
+        "this cosine margin, than its 3 nearest answer prototypes (`gate_master_key`); null: off",
+        type="float",
+        check=_cosine,
+    )
     judge_yes_threshold: float | None = setting(
         None, "credit when P(YES) from the judge's logprobs reaches it", type="float", check=_open_unit
     )
