@@ -34,7 +34,6 @@ from cachetools import LRUCache
 
 from .retry import RetryPolicy, is_transient_status, parse_retry_after
 
-
 # vLLM's HTTP 400 for a prompt (+ max_tokens) beyond --max-model-len, across its versions:
 # "This model's maximum context length is 2048 tokens. However, you requested ...",
 # "... is longer than the maximum model length of 2048", "max_tokens ... too large ... max_model_len"
@@ -321,8 +320,7 @@ class ChatClient:
             elapsed = time.perf_counter() - started
         if status == 400 and _CONTEXT_EXCEEDED.search(body[:2000].decode("utf-8", "replace")):
             raise ChatRequestError(
-                f"{self.url} refused the request as longer than its context: "
-                f"{body[:300].decode('utf-8', 'replace')}",
+                f"{self.url} refused the request as longer than its context: {body[:300].decode('utf-8', 'replace')}",
                 transient=False,
                 kind="overlength",
             )
