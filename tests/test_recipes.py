@@ -126,3 +126,32 @@ def test_real_run_without_gpus_stops_with_a_message():
     )
     assert proc.returncode == 3
     assert "needs 8 GPUs per node" in proc.stderr and "has 0" in proc.stderr
+
+
+def test_gpu_install_is_two_steps_so_flash_attn_builds_against_the_installed_torch(tmp_path):
+    """#12 item 8: flash-attn's setup imports torch, so it cannot be resolved in the pip call that
+    installs torch: the gpu extra leaves it out and recipes/install_gpu.sh installs it second,
+    without build isolation."""
+    import ast
+
+    setup = ast.parse((ROOT / "setup.py").read_text())
+    extras = next(
+        kw.value for node in ast.walk(setup) if isinstance(node, ast.Call) for kw in node.keywords
+        if kw.arg == "extras_require"
+    )  # fmt: skip
+    gpu = ast.literal_eval(extras)["gpu"]
+    assert gpu == ["verl[vllm]==0.9.1"] and not any("flash" in req for req in gpu)
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "install_gpu.sh")], capture_output=True, text=True,
+        env=dict(os.environ, PYTHON=str(fake)),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    pips = [line for line in lines if line.startswith("-m pip install")]
+    assert pips[0] == f"-m pip install -e {ROOT}[gpu]"
+    assert pips[1] == "-m pip install --no-build-isolation flash-attn==2.8.3"
+    assert lines.index(pips[0]) < lines.index(pips[1])
