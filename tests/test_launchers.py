@@ -50,13 +50,15 @@ def test_head_then_run_a_recipe_on_the_cluster():
             env={**env, "NNODES": "2", "WAIT_S": "3", "RAY_ADDRESS": ip},
         )
         assert proc.returncode != 0 and "1 of 2 nodes" in proc.stderr
-        # one node is the whole cluster: the recipe starts, attached to it (DRY_RUN: composes only)
+        # one node is the whole cluster: the recipe starts, attached to it (DRY_RUN: composes, then
+        # the preflight refuses this GPU-less head with a message, not a traceback)
         proc = _run(
             "run",
             str(ROOT / "recipes" / "medix_r1_qwen_7b.sh"),
             env={**env, "NNODES": "1", "DRY_RUN": "1", "RAY_ADDRESS": ip},
         )
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.returncode == 2 and "[no-training-gpus]" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
         assert "ray cluster ready: 1 nodes" in proc.stdout
         cfg = yaml.safe_load(proc.stdout[proc.stdout.index("\n") + 1 :])
         assert cfg["trainer"]["nnodes"] == 1 and cfg["trainer"]["n_gpus_per_node"] == 0

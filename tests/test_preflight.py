@@ -120,6 +120,12 @@ def test_run_time_traps_are_refused(extra, name):
     assert name in refused(check("8b-dapo", {"JUDGE_URL": REMOTE}, extra))
 
 
+@pytest.mark.parametrize("env", [{"GPUS_PER_NODE": "0"}, {"JUDGE": "verl", "GPUS_PER_NODE": "4"}])
+def test_no_training_gpus_is_refused_not_a_traceback(env):
+    report = check("7b", {"JUDGE_URL": REMOTE, **env})
+    assert refused(report) == {"no-training-gpus"} and "no GPU would train" in report.render()
+
+
 def test_verls_own_validate_config_runs_first():
     report = check("7b", {"JUDGE_URL": REMOTE}, "actor_rollout_ref.rollout.temperature=0")
     assert "verl-validate-config" in refused(report)  # val do_sample with temperature 0: verl's own assert

@@ -111,6 +111,18 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
     judge_verl = bool(rm.get("enable", False))
     kwargs = _get(cfg, "reward.custom_reward_function.reward_kwargs", {}) or {}
 
+    if nnodes < 1 or gpus < 1:
+        refuse(
+            Problem(
+                "no-training-gpus",
+                f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={gpus}: no GPU would train"
+                + (" (JUDGE=verl takes JUDGE_GPUS of each node's GPUS_PER_NODE)" if judge_verl else ""),
+                "set GPUS_PER_NODE (and NNODES) to the GPUs this run may use",
+                "verl/single_controller/ray/base.py (resource pools)",
+            )
+        )
+        return report
+
     # ---- verl's own static check (verl/trainer/main_ppo.py:main calls it before anything starts)
     if run_verl_validate:
         refuse_from_verl = _verl_validate(cfg)
