@@ -125,9 +125,9 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
 
     # ---- verl's own static check (verl/trainer/main_ppo.py:main calls it before anything starts)
     if run_verl_validate:
-        refuse_from_verl = _verl_validate(cfg)
-        if refuse_from_verl is not None:
-            refuse(refuse_from_verl)
+        verl_problem = _verl_validate(cfg)
+        if verl_problem is not None:
+            refuse(verl_problem)
 
     # ---- the actor's data-parallel split of every mini-batch
     # verl/trainer/ppo/v1/trainer_base.py:_update_actor sends ppo_mini_batch_size * rollout.n
