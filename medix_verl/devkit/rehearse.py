@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..verl.compose import CONFIG_DIR, CONFIG_NAME, compose
 from ..verl.preflight import preflight
+from .tiny_run import cpu_run_env, prepare_data, read_step_metrics, split_overrides
 
 #: what the rehearsal changes in the recipe's config, and why; everything else is the recipe's
 SWAPS = [
@@ -188,7 +189,6 @@ def where_it_stopped(log_text: str) -> str:
 
 def run(args, extra: list[str]) -> int:
     from .tiny import build_tiny_qwen25_vl
-    from .tiny_run import prepare_data, read_step_metrics
 
     recipe = Path(args.recipe).resolve()
     workdir = Path(args.workdir).resolve()
@@ -237,21 +237,13 @@ def run(args, extra: list[str]) -> int:
     )
     metrics = workdir / "verl_metrics.jsonl"
     metrics.unlink(missing_ok=True)
-    env = dict(
-        os.environ,
-        VERL_PLATFORM="cpu",
-        VERL_FILE_LOGGER_PATH=str(metrics),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        RAY_DEDUP_LOGS="0",
-        PYTHONUNBUFFERED="1",
-        # a rank per training GPU on one small machine: fewer glibc arenas per process, and Ray's
-        # memory monitor stopping workers only at the very edge
+    # a rank per training GPU on one small machine: fewer glibc arenas per process, and Ray's
+    # memory monitor stopping workers only at the very edge
+    env = cpu_run_env(
+        metrics,
         MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"),
         RAY_memory_usage_threshold=os.environ.get("RAY_memory_usage_threshold", "0.98"),
     )
-    env.pop("RAY_ADDRESS", None)
     cmd = [
         sys.executable,
         "-m",
@@ -288,11 +280,7 @@ def run(args, extra: list[str]) -> int:
 
 
 def main(argv=None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipe", help="a training recipe, e.g. recipes/medix_r1_qwen_7b.sh")
     parser.add_argument("--workdir", default="runs/rehearse")

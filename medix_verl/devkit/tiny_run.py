@@ -150,6 +150,32 @@ def verl_judge_overrides(judge_dir: Path) -> list[str]:
     ]
 
 
+def cpu_run_env(metrics: Path, **extra: str) -> dict:
+    """The environment of ``main_ppo`` on the CPU backend: offline, verl's file logger writing to
+    ``metrics``, and a private local Ray cluster (never someone's running one)."""
+    env = dict(
+        os.environ,
+        VERL_FILE_LOGGER_PATH=str(metrics),
+        VERL_PLATFORM="cpu",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        RAY_DEDUP_LOGS="0",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line arguments before ``--`` (this tool's) and after it (verl overrides)."""
+    if "--" not in argv:
+        return argv, []
+    i = argv.index("--")
+    return argv[:i], argv[i + 1 :]
+
+
 def step_metrics(lines) -> list[dict]:
     """verl's ``file`` logger lines (``{"step": N, "data": {...}}``, one per log call) as one flat
     dict per step, in step order.
@@ -255,17 +281,7 @@ def run(args, extra: list[str]) -> int:
         log("preflight skipped (MEDIX_PREFLIGHT=0)")
     verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
     verl_metrics.unlink(missing_ok=True)
-    env = dict(
-        os.environ,
-        VERL_FILE_LOGGER_PATH=str(verl_metrics),
-        VERL_PLATFORM="cpu",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        RAY_DEDUP_LOGS="0",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("RAY_ADDRESS", None)  # a private local Ray cluster, never someone's running one
+    env = cpu_run_env(verl_metrics)
     cmd = [
         sys.executable,
         "-m",
@@ -387,11 +403,7 @@ def run(args, extra: list[str]) -> int:
 
 
 def main(argv=None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/tiny_cpu")
     parser.add_argument("--steps", type=int, default=2)
