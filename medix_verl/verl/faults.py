@@ -6,7 +6,8 @@ new prompt, which against a judge that is down
 (:class:`~medix_verl.clients.chat.ServerUnavailableError`) fails again, forever. So the ``medix``
 trainer opens a fault box when it starts (:func:`open_fault_box`), the reward reports such a fault
 into it before raising (:func:`report_fault`), and the trainer checks it around every sampling and
-refill (:func:`first_fault`) and stops the run with the reward's message.
+refill (:func:`first_fault`) and stops the run with the reward's message. Both reward entry points
+score through :func:`reporting_faults`.
 
 The box is a named Ray actor owned by the trainer (it lives as long as the run), named after the
 Ray job so that runs sharing a cluster do not see each other's faults. Outside Ray, or with
@@ -54,13 +55,32 @@ def _box():
         return None
 
 
+_reported = False  # this process has delivered a fault: the trainer needs only the first
+
+
 def report_fault(message: str, timeout: float = 30.0) -> None:
-    """Record a fault that must stop the run; delivered before this returns (no-op without a box)."""
+    """Record a fault that must stop the run; delivered before this returns (no-op without a box,
+    and after this process's first delivery: every later call of a dead judge fails the same way)."""
+    global _reported
     import ray
 
+    if _reported:
+        return
     box = _box()
     if box is not None:
         ray.get(box.report.remote(message), timeout=timeout)
+        _reported = True
+
+
+async def reporting_faults(scoring):
+    """Await ``scoring`` (a reward computation); a judge that is down is reported, then raised."""
+    from ..clients.chat import ServerUnavailableError
+
+    try:
+        return await scoring
+    except ServerUnavailableError as exc:
+        report_fault(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def first_fault(timeout: float = 30.0) -> str | None:

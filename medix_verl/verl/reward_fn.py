@@ -14,10 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..clients.chat import ServerUnavailableError
 from ..reward.scorer import get_scorer
 from ..reward.settings import RewardSettings
-from .faults import report_fault
+from .faults import reporting_faults
 
 _SETTINGS: dict[str, RewardSettings] = {}
 
@@ -77,10 +76,7 @@ async def compute_score(
     question = None
     if isinstance(extra_info, Mapping):
         question = extra_info.get("question")
-    try:
-        return await scorer.score(
-            solution_str, ground_truth, data_source=data_source, question=question, extra_info=extra_info
-        )
-    except ServerUnavailableError as exc:
-        report_fault(f"{type(exc).__name__}: {exc}")  # the medix trainer stops the run on it
-        raise
+    # a judge that is down is reported first: the medix trainer stops the run on it
+    return await reporting_faults(
+        scorer.score(solution_str, ground_truth, data_source=data_source, question=question, extra_info=extra_info)
+    )

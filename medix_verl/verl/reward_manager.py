@@ -23,10 +23,9 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from ..clients.chat import ServerUnavailableError
 from ..reward.scorer import JudgeContext, get_scorer
 from ..reward.settings import RewardSettings
-from .faults import report_fault
+from .faults import reporting_faults
 from .reward_fn import verl_judge_model
 
 
@@ -79,18 +78,17 @@ class MedixRewardManager(RewardManagerBase):
                 f"{non_tensor.get('data_source')!r}); prepare data with data_prep.medix_rl_data"
             )
         extra_info = dict(non_tensor.get("extra_info") or {})
-        try:
-            result, sample = await self.scorer.score_detailed(
+        # a judge that is down is reported first: verl would drop this group and refill it
+        # forever; the medix trainer stops the run on it
+        result, sample = await reporting_faults(
+            self.scorer.score_detailed(
                 response,
                 reward_model["ground_truth"],
                 data_source=non_tensor.get("data_source"),
                 question=extra_info.get("question"),
                 extra_info=extra_info,
             )
-        except ServerUnavailableError as exc:
-            # verl would drop this group and refill it forever: the medix trainer stops the run
-            report_fault(f"{type(exc).__name__}: {exc}")
-            raise
+        )
         info = dict(result)
         info["response_length"] = float(valid_length)  # tokens
         info["answer_length"] = float(len(sample.answer))  # characters of the extracted answer
