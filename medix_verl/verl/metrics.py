@@ -15,6 +15,12 @@ every trajectory (what :class:`medix_verl.verl.reward_manager.MedixRewardManager
 >>> m["reward/samples"]
 2
 
+Over the samples the judge answered (what the policy is worth where the judge did not fail; the
+same as the plain means when no call failed):
+
+>>> m["reward/judged/accuracy_llm/mean"], m["reward/judged/samples"]
+(1.0, 1)
+
 How many prompt groups carry a GRPO signal (a group whose responses all scored the same has zero
 advantage and contributes no policy gradient):
 
@@ -31,6 +37,8 @@ from typing import Any
 PREFIX = "reward"
 #: logged as a rate, not a mean (same number, clearer name)
 RATE_KEYS = {"judge_error": "judge_error_rate", "judge_overlength": "judge_overlength_rate"}
+#: parts also logged over the judged samples only (``reward/judged/<part>/mean``)
+JUDGED_KEYS = ("score", "accuracy_llm", "accuracy_embed")
 #: keys that are flags carried by some samples only (0 where absent)
 FLAG_PREFIXES = ("gate_",)
 
@@ -62,6 +70,13 @@ def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
         if key == "score":
             out[f"{PREFIX}/score/min"] = min(values)
             out[f"{PREFIX}/score/max"] = max(values)
+    if "judge_error" in keys:
+        judged = [i for i in infos if as_number(i.get("judge_error")) == 0.0]
+        out[f"{PREFIX}/judged/samples"] = len(judged)
+        for key in JUDGED_KEYS:
+            values = [v for i in judged if (v := as_number(i.get(key))) is not None]
+            if values:
+                out[f"{PREFIX}/judged/{key}/mean"] = sum(values) / len(values)
     return out
 
 

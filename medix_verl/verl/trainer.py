@@ -33,10 +33,23 @@ Written for verl 0.9.1: what it overrides of verl's private classes is checked w
    zero advantage, so they neither teach nor shift the others; the step logs
    ``reward/judge_error_masked`` (their count). ``judge_errors=score`` trains on them as the
    release does (accuracy 0).
+
+4. Preemption. verl resumes from ``trainer.default_local_dir`` (``trainer.resume_mode=auto``).
+   What this trainer keeps across steps is saved with each checkpoint
+   (``global_step_N/medix_trainer_state.json``) and restored on resume: the run's cumulative counts,
+   logged every step as ``reward/total/<count>`` (samples, judge errors, masked samples, groups the
+   mean band dropped, steps whose budget ran out). What is per step starts empty on resume, as
+   it does at every step: the DAPO filter's count of the step, the step's judge errors. The
+   reward's own judge error-rate window and the fault box start empty too: a resumed run talks
+   to a judge that was started again. A file ``STOP_REQUESTED`` in the checkpoint folder (or
+   ``trainer.v1.medix.stop_file``) asks the trainer to save a checkpoint after the step it is in
+   and stop; the SLURM script writes it shortly before the time limit, then requeues the job.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -94,6 +107,54 @@ def judge_error_policy(config) -> str:
     if policy not in JUDGE_ERRORS:
         raise ValueError(f"trainer.v1.medix.judge_errors must be one of {JUDGE_ERRORS}, got {policy!r}")
     return policy
+
+
+#: written into each checkpoint folder, read back on resume
+STATE_FILE = "medix_trainer_state.json"
+#: created in the checkpoint folder to ask for a save and a stop after the current step
+STOP_FILE = "STOP_REQUESTED"
+#: the run's cumulative counts (``reward/total/<name>``), saved with every checkpoint
+TOTALS = ("samples", "judge_errors", "judge_error_masked", "mean_band_filtered_groups", "mean_band_gave_up_steps")
+
+
+def checkpoint_root(config) -> str:
+    """``trainer.default_local_dir`` as verl resolves it (relative to the working directory)."""
+    return os.path.abspath(config.trainer.default_local_dir)
+
+
+def stop_file(config) -> str:
+    """Where a stop is requested: ``trainer.v1.medix.stop_file``, else ``STOP_REQUESTED`` in the
+    checkpoint folder."""
+    medix = (config.trainer.v1.get(TRAINER_NAME) or {}) if config is not None else {}
+    return os.path.abspath(medix.get("stop_file") or os.path.join(checkpoint_root(config), STOP_FILE))
+
+
+def save_state(folder: str, step: int, totals: dict) -> str:
+    """Write the trainer's state for checkpoint ``folder`` (aside, then renamed into place).
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = save_state(folder, 3, {"samples": 48, "judge_errors": 2})
+    >>> load_state(folder)
+    {'step': 3, 'totals': {'samples': 48, 'judge_errors': 2}}
+    >>> load_state(tempfile.mkdtemp()) is None
+    True
+    """
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, STATE_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"step": int(step), "totals": {k: int(v) for k, v in totals.items()}}, f)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_state(folder: str) -> dict | None:
+    """The state :func:`save_state` wrote in ``folder``, or None if there is none."""
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def mask_rows(compute, rows: list[int]):
@@ -193,7 +254,14 @@ _BUFFER_ARGS = (
     "gen_batch_size",
     "max_inflight_gen_batches",
 )
-_TRAINER_NEEDS = ("_build_replay_buffer", "_compute_metrics", "_compute_advantage")
+_TRAINER_NEEDS = (
+    "_build_replay_buffer",
+    "_compute_metrics",
+    "_compute_advantage",
+    "_save_checkpoint",
+    "_load_checkpoint",
+    "on_step_end",
+)
 
 
 def _build_classes():
@@ -297,12 +365,86 @@ def _build_classes():
             banded.sample = stop_on_reward_fault(banded.sample)
             return banded
 
+        # ---------------------------------------------------------------- preemption
+        def _totals(self) -> Counter:
+            if not hasattr(self, "_medix_totals"):
+                self._medix_totals = Counter(dict.fromkeys(TOTALS, 0))
+            return self._medix_totals
+
+        def _save_checkpoint(self):
+            # the state first: verl marks a checkpoint complete (latest_checkpointed_iteration.txt)
+            # only after its own parts are written, so a complete checkpoint always has it
+            folder = os.path.join(checkpoint_root(self.config), f"global_step_{self.global_steps}")
+            save_state(folder, self.global_steps, self._totals())
+            super()._save_checkpoint()
+            self._medix_saved_step = self.global_steps
+
+        def _load_checkpoint(self):
+            super()._load_checkpoint()
+            totals = self._totals()
+            stop = stop_file(self.config)
+            if os.path.exists(stop):
+                os.remove(stop)
+                print(f"[medix trainer] removed a stop request left from an earlier attempt: {stop}", flush=True)
+            if not self.global_steps:
+                return
+            if self.config.trainer.resume_mode == "resume_path":
+                folder = os.path.abspath(self.config.trainer.resume_from_path)
+            else:
+                folder = os.path.join(checkpoint_root(self.config), f"global_step_{self.global_steps}")
+            state = load_state(folder)
+            if state is None:
+                print(
+                    f"[medix trainer] WARNING: resumed at step {self.global_steps} from {folder}, which has no "
+                    f"{STATE_FILE}: the run's cumulative counts (reward/total/*) start at 0",
+                    flush=True,
+                )
+            else:
+                totals.update({k: int(v) for k, v in state["totals"].items()})
+                print(
+                    f"[medix trainer] resumed at step {self.global_steps}: cumulative counts restored from "
+                    f"{folder}/{STATE_FILE} ({dict(totals)}); per-step counts, the reward's judge error-rate "
+                    "window and its fault box start empty",
+                    flush=True,
+                )
+
+        def on_step_end(self):
+            stop = stop_file(self.config)
+            if os.path.exists(stop):
+                if getattr(self, "_medix_saved_step", None) != self.global_steps:
+                    self._save_checkpoint()
+                os.remove(stop)
+                print(
+                    f"[medix trainer] stop requested ({stop}): checkpoint global_step_{self.global_steps} saved; "
+                    "stopping after this step (the same command resumes)",
+                    flush=True,
+                )
+                self.total_training_steps = self.global_steps  # verl's loop ends after this step
+            super().on_step_end()
+
+        # ---------------------------------------------------------------- advantage
+        def _count_step(self, infos, masked: int, metrics) -> None:
+            """The step's part of the run's totals (counted before the step's checkpoint)."""
+            totals = self._totals()
+            totals["samples"] += len(infos)
+            totals["judge_errors"] += sum(as_number(info.get("judge_error")) == 1.0 for info in infos)
+            totals["judge_error_masked"] += masked
+            for key, value in metrics.items():
+                if key.endswith("/filter_groups/mean_band_filtered_groups"):
+                    totals["mean_band_filtered_groups"] += int(value)
+                elif key.endswith("/filter_groups/mean_band_gave_up"):
+                    totals["mean_band_gave_up_steps"] += int(value)
+
         def _compute_advantage(self, batch, metrics):
+            keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
             if judge_error_policy(self.config) == "score":
+                self._count_step(_extra_infos(keys, batch.partition_id), 0, metrics)
                 return super()._compute_advantage(batch, metrics)
             infos = _extra_infos(batch.keys, batch.partition_id)
             rows = [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0]
             metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
+            real = set(keys)
+            self._count_step([i for k, i in zip(batch.keys, infos) if k in real], len(rows), metrics)
             if not rows:
                 return super()._compute_advantage(batch, metrics)
             original = trainer_base.compute_advantage_for_multi_trajectories
@@ -322,6 +464,7 @@ def _build_classes():
                 if (score := as_number(info.get("score"))) is not None:
                     scores[_group(key)].append(score)
             metrics.update(group_spread_metrics(scores))
+            metrics.update({f"{PREFIX}/total/{k}": v for k, v in self._totals().items()})
 
     return MedixTrainer, MeanBandReplayBuffer
 
