@@ -16,7 +16,12 @@
 #   JUDGE_MODEL  [Qwen/Qwen3-4B-Instruct-2507]   JUDGE_GPUS [4]   JUDGE_TP [2]
 #   JUDGE_MAX_MODEL_LEN  the verl-managed judge's context [2048, as recipes/serve_judge.sh]
 #   EMBED_MODEL  [abhinand/MedEmbed-large-v0.1]   PRESET [paper]
-#   EXPERIMENT   experiment name [recipe name]    CKPT_DIR [checkpoints/$EXPERIMENT]
+#   EXPERIMENT   experiment name [recipe name]
+#   CKPT_DIR     checkpoints, one folder per run name [$PWD/checkpoints/$EXPERIMENT]; a run started
+#                again with the same EXPERIMENT resumes from its latest checkpoint (resume_mode=auto).
+#                With NNODES > 1 every node must mount it (the preflight checks the filesystem).
+#                $CKPT_DIR/STOP_REQUESTED asks the trainer to save after the current step and stop.
+#   RESUME_MODE  auto: resume from CKPT_DIR if it has a checkpoint; disable: start over [auto]
 #   DRY_RUN=1    compose the full config against the installed verl, print it as YAML and the
 #                preflight's report (stderr), exit (2 on unknown or ignored keys and on layouts
 #                verl would reject at run time); needs no GPU
@@ -38,6 +43,8 @@ EMBED_MODEL=${EMBED_MODEL:-abhinand/MedEmbed-large-v0.1}
 PRESET=${PRESET:-paper}
 EXPERIMENT=${EXPERIMENT:-$RECIPE}
 CKPT_DIR=${CKPT_DIR:-checkpoints/$EXPERIMENT}
+case "$CKPT_DIR" in /*) ;; *) CKPT_DIR=$PWD/$CKPT_DIR ;; esac  # one folder, whatever the working dir
+RESUME_MODE=${RESUME_MODE:-auto}
 PY=${PYTHON:-python3}
 
 KW=reward.custom_reward_function.reward_kwargs
@@ -48,6 +55,7 @@ ARGS+=(
   "trainer.nnodes=$NNODES"
   "trainer.experiment_name=$EXPERIMENT"
   "trainer.default_local_dir=$CKPT_DIR"
+  "trainer.resume_mode=$RESUME_MODE"
   "$KW.preset=$PRESET"
   "$KW.embed_model=$EMBED_MODEL"
 )

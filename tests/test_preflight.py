@@ -212,3 +212,52 @@ def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback():
 )
 def test_loopback_urls(url, loopback):
     assert is_loopback_url(url) is loopback
+
+
+def test_recipes_resume_from_one_absolute_checkpoint_folder_per_run_name(tmp_path):
+    overrides = recipe_overrides("7b", {"JUDGE_URL": REMOTE, "EXPERIMENT": "exp1"})
+    assert "trainer.resume_mode=auto" in overrides
+    assert f"trainer.default_local_dir={os.getcwd()}/checkpoints/exp1" in overrides
+    overrides = recipe_overrides("7b", {"JUDGE_URL": REMOTE, "CKPT_DIR": str(tmp_path), "RESUME_MODE": "disable"})
+    assert f"trainer.default_local_dir={tmp_path}" in overrides and "trainer.resume_mode=disable" in overrides
+    report = check("7b", {"JUDGE_URL": REMOTE, "RESUME_MODE": "disable"})
+    assert report.ok and any("starts over" in n for n in report.notes)
+
+
+def test_a_multi_node_checkpoint_folder_in_memory_is_refused():
+    report = check("7b", {"NNODES": "2", "JUDGE_URL": REMOTE, "CKPT_DIR": "/dev/shm/medix_ckpt"})
+    assert refused(report) == {"checkpoint-dir-not-shared"}
+    text = report.render()
+    assert "/dev/shm/medix_ckpt" in text and "tmpfs" in text and "CKPT_DIR" in text
+    one_node = check("7b", {"JUDGE_URL": REMOTE, "CKPT_DIR": "/dev/shm/medix_ckpt"})
+    assert one_node.ok and any("/dev/shm/medix_ckpt" in n and "lost" in n for n in one_node.notes)
+
+
+def test_a_multi_node_checkpoint_folder_on_a_local_disk_is_a_warning(tmp_path):
+    from medix_verl.verl.preflight import filesystem_of
+
+    _, fstype = filesystem_of(str(tmp_path))
+    report = check("7b", {"NNODES": "2", "JUDGE_URL": REMOTE, "CKPT_DIR": str(tmp_path / "ckpt")})
+    assert report.ok
+    assert f"{tmp_path / 'ckpt'} ({fstype})" in report.render()
+    warned = [n for n in report.notes if str(tmp_path / "ckpt") in n]
+    if fstype in ("ext4", "xfs", "btrfs", "overlay"):
+        assert warned and "not a network filesystem" in warned[0]
+
+
+def test_filesystem_of_takes_the_longest_mount_and_knows_network_filesystems(tmp_path):
+    from medix_verl.verl.preflight import filesystem_of, is_shared_filesystem
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "nas:/export /shared nfs4 rw 0 0\n"
+        "tmpfs /shared/scratch tmpfs rw 0 0\n"
+        "lus@o2ib:/fs /lustre\\040fs lustre rw 0 0\n"
+    )
+    assert filesystem_of("/shared/ckpt/run1", str(mounts)) == ("/shared", "nfs4")
+    assert filesystem_of("/shared/scratch/x", str(mounts)) == ("/shared/scratch", "tmpfs")
+    assert filesystem_of("/sharedother/x", str(mounts)) == ("/", "ext4")
+    assert filesystem_of("/lustre fs/run", str(mounts)) == ("/lustre fs", "lustre")
+    assert filesystem_of("/x", str(tmp_path / "missing")) == ("", "")
+    assert is_shared_filesystem("lustre") and not is_shared_filesystem("tmpfs")

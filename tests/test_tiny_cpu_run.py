@@ -217,3 +217,127 @@ def test_a_sleeping_verl_judge_is_refused_and_fails_loudly_when_rehearsed(tiny_r
     # verl 0.9.1 would drop each failed group and refill it forever; the medix trainer stops
     assert "the reward stopped: ServerUnavailableError: judge error rate" in log
     assert not step_rows(tmp_path)
+
+
+def _kill_everything(proc) -> int:
+    """SIGKILL the run and every process under it (main_ppo, Ray's daemons and workers), as a
+    preempted node loses them; returns how many were killed."""
+    import signal
+
+    import psutil
+
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=60)
+    return len(procs)
+
+
+def _wait_for(predicate, proc, what, timeout=900):
+    import time
+
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the run ended ({proc.returncode}) before {what}"
+        assert time.time() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.preemption
+def test_killed_run_resumes_with_the_same_command_and_logs_every_step_once(tiny_run, tmp_path):
+    """Preemption on the tiny CPU run, with the same command each time (5 steps, a checkpoint
+    every 2): killed with SIGKILL (every process) after step 3 was trained but only step 2
+    checkpointed; resumed, then asked to stop (STOP_REQUESTED, as the SLURM script does before a
+    time limit) and stopped after step 3 with a checkpoint; resumed again to the end; run once more,
+    it does nothing."""
+    from medix_verl.devkit.fake_judge import FakeJudge
+    from medix_verl.devkit.tiny_run import EXIT_STOPPED
+
+    _, _, fixture = tiny_run
+    for name in ("data", "model_init"):
+        (tmp_path / name).symlink_to(fixture / name)
+    data_mtime = (fixture / "data" / "train.parquet").stat().st_mtime
+    warm_mtime = (fixture / "model_init" / ".warm_started").stat().st_mtime
+
+    def metrics():
+        path = tmp_path / "metrics.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def verl_steps():
+        from medix_verl.devkit.tiny_run import read_step_metrics
+
+        return [row["step"] for row in read_step_metrics(tmp_path / "verl_metrics.jsonl")]
+
+    with FakeJudge() as judge:
+        cmd = [
+            "bash",
+            str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"),
+            "--workdir",
+            str(tmp_path),
+            "--steps",
+            "5",
+            "--save-freq",
+            "2",
+            "--judge-url",
+            judge.url,
+        ]
+
+        def start():
+            return subprocess.Popen(
+                cmd, stdout=open(tmp_path / "attempts.log", "a"), stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        # attempt 1: killed after step 3 is logged (checkpoint: step 2)
+        proc = start()
+        _wait_for(lambda: 3 in verl_steps(), proc, "step 3")
+        assert (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").read_text() == "2"
+        assert _kill_everything(proc) > 3
+        first = {row["step"]: row for row in metrics()}
+        assert sorted(first) == [1, 2, 3]
+
+        # attempt 2: resumes from step 2; a stop request while step 3 runs
+        proc = start()
+        _wait_for(lambda: "resumed at step 2" in (tmp_path / "train.log").read_text(), proc, "the resume")
+        (tmp_path / "checkpoints" / "STOP_REQUESTED").touch()
+        assert proc.wait(timeout=900) == EXIT_STOPPED
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["stopped_on_request"] and summary["checkpoint_step"] == 3
+        assert not (tmp_path / "checkpoints" / "STOP_REQUESTED").exists()
+        rows = metrics()
+        assert [row["step"] for row in rows] == [1, 2, 3]
+        # step 3 was trained again (from step 2's weights): its line is the second attempt's
+        assert rows[2]["reward/total/samples"] == 48 and rows[2] != first[3]
+        assert rows[0] == first[1] and rows[1] == first[2]
+
+        # attempt 3: resumes from step 3 and finishes
+        proc = start()
+        assert proc.wait(timeout=900) == 0, (tmp_path / "attempts.log").read_text()[-3000:]
+    log = (tmp_path / "train.log").read_text()
+    attempts = log.split("==== ")[1:]
+    assert len(attempts) == 3
+    trained = [sorted({int(x.split("step:")[1].split()[0]) for x in a.splitlines() if " step:" in x}) for a in attempts]
+    assert trained[1] == [3] and trained[2] == [4, 5], trained  # checkpointed steps are not trained again
+    assert "resumed at step 3: cumulative counts restored" in attempts[2]
+    rows = metrics()
+    assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]  # every step exactly once
+    # the trainer's cumulative counts went on from the checkpoint instead of starting again
+    assert [row["reward/total/samples"] for row in rows] == [16, 32, 48, 64, 80]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["exit_code"] == 0 and summary["problems"] == [] and summary["weights"]["changed"] > 0
+    # the data and the warm start were made once, by the fixture
+    assert (fixture / "data" / "train.parquet").stat().st_mtime == data_mtime
+    assert (fixture / "model_init" / ".warm_started").stat().st_mtime == warm_mtime
+
+    # attempt 4: finished, nothing to do
+    again = subprocess.run(cmd[:-2] + ["--judge-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True)
+    assert again.returncode == 0 and "already finished: 5 steps" in again.stdout
+    # another run in the same folder is refused, naming what differs
+    other = subprocess.run(cmd[:6] + ["6"] + cmd[7:], capture_output=True, text=True)
+    assert other.returncode == 2 and "steps: 5 then, 6 now" in other.stdout and "--fresh" in other.stdout

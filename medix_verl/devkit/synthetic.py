@@ -95,12 +95,13 @@ def make_rows(n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
     return rows
 
 
-#: the learnable task: a question per organ; its reference is the organ, whatever the image shows
+#: the learnable task: a question per organ, its reference the organ and the modality of its
+#: (drawn) study, so both the answer and the tag follow from the question
 LEARNABLE_QUESTIONS = {
-    "Heart": "Which organ pumps blood around the body?",
-    "Kidney": "Which organ filters the blood to make urine?",
-    "Liver": "Which organ makes bile?",
-    "Lung": "Which organ takes oxygen into the blood?",
+    "Heart": ("Which organ pumps blood around the body?", 0),
+    "Kidney": ("Which organ filters the blood to make urine?", 3),
+    "Liver": ("Which organ makes bile?", 2),
+    "Lung": ("Which organ takes oxygen into the blood?", 1),
 }
 LEARNABLE_ANSWERS = tuple(LEARNABLE_QUESTIONS)
 
@@ -109,7 +110,7 @@ def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[di
     """``n`` rows of the learnable task in the published columns: a drawn scan of one of the
     kinds (its modality tag in the reference) and a question whose answer is an organ.
 
-    >>> rows = make_learnable_rows(8, seed=0)
+    >>> rows = make_learnable_rows(16, seed=0)
     >>> sorted({r["solution"].split("> ")[1] for r in rows}) == sorted(LEARNABLE_ANSWERS)
     True
     >>> rows[0]["solution"].startswith("<") and len(rows[0]["image"]) == 1
@@ -118,17 +119,12 @@ def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[di
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        tag, source, mode = _KINDS[i % len(_KINDS)]
-        organ = LEARNABLE_ANSWERS[i % len(LEARNABLE_ANSWERS)]
+        organ = LEARNABLE_ANSWERS[rng.randrange(len(LEARNABLE_ANSWERS))]
+        question, kind = LEARNABLE_QUESTIONS[organ]
+        tag, source, mode = _KINDS[kind]
         image = {"bytes": _encode(draw_scan(rng, mode, rng.choice(["left", "right"])), rng), "path": None}
         rows.append(
-            dict(
-                id=f"{prefix}-{i}",
-                image=[image],
-                source=source,
-                problem=LEARNABLE_QUESTIONS[organ],
-                solution=f"<{tag}> {organ}",
-            )
+            dict(id=f"{prefix}-{i}", image=[image], source=source, problem=question, solution=f"<{tag}> {organ}")
         )
     return rows
 

@@ -256,6 +256,9 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
             )
         )
 
+    # ---- resume after preemption
+    _check_resume(cfg, report, nnodes=nnodes, save_freq=save_freq)
+
     # ---- DAPO generation batching
     if _get(cfg, "algorithm.filter_groups.enable", False):
         gen = _get(cfg, "data.gen_batch_size")
@@ -306,6 +309,79 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
     ckpt = _get(cfg, "trainer.max_actor_ckpt_to_keep")
     report.layout.append(("checkpoints", f"every {save_freq} steps, keep {ckpt}"))
     return report
+
+
+#: filesystems every node of a cluster sees (network and parallel filesystems)
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "wekafs", "panfs")
+SHARED_FILESYSTEM_PREFIXES = ("fuse.", "cifs", "smb")
+#: filesystems in memory: gone with the node
+MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
+
+
+def filesystem_of(path: str, mounts: str = "/proc/mounts") -> tuple[str, str]:
+    """(mount point, filesystem type) of ``path``, or of its nearest existing parent; ("", "")
+    where the mount table cannot be read."""
+    import os
+
+    real = os.path.realpath(os.path.abspath(path))
+    try:
+        with open(mounts) as f:
+            table = [line.split()[1:3] for line in f if len(line.split()) >= 3]
+    except OSError:
+        return "", ""
+    best = ("", "")
+    for point, fstype in table:
+        point = point.replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fstype)
+    return best
+
+
+def is_shared_filesystem(fstype: str) -> bool:
+    """
+    >>> is_shared_filesystem("nfs4"), is_shared_filesystem("fuse.gcsfuse"), is_shared_filesystem("ext4")
+    (True, True, False)
+    """
+    return fstype in SHARED_FILESYSTEMS or fstype.startswith(SHARED_FILESYSTEM_PREFIXES)
+
+
+def _check_resume(cfg, report: Report, *, nnodes: int, save_freq: int) -> None:
+    """Whether a preempted run can resume: verl resumes from ``trainer.default_local_dir``
+    (``resume_mode=auto``), where every training rank writes its own shard of each checkpoint."""
+    import os
+
+    mode = _get(cfg, "trainer.resume_mode", "auto")
+    folder = os.path.abspath(str(_get(cfg, "trainer.default_local_dir", "checkpoints")))
+    point, fstype = filesystem_of(folder)
+    report.layout.append(("resume", f"{mode} from {folder} ({fstype or 'filesystem unknown'})"))
+    if mode == "disable":
+        report.notes.append("trainer.resume_mode=disable: a run that is stopped starts over from step 0")
+    if save_freq <= 0:
+        report.notes.append("trainer.save_freq <= 0: no checkpoint is saved, a run that is stopped starts over")
+        return
+    if fstype in MEMORY_FILESYSTEMS and nnodes > 1:
+        report.refusals.append(
+            Problem(
+                "checkpoint-dir-not-shared",
+                f"trainer.default_local_dir={folder} is on {fstype} ({point}): each of the {nnodes} nodes writes "
+                "its ranks' shards into its own memory, where no other node sees them and a preempted node "
+                "loses them",
+                "set CKPT_DIR (trainer.default_local_dir) to a folder on a filesystem every node mounts "
+                "(NFS, Lustre, GPFS, ...)",
+                "verl/trainer/ppo/v1/trainer_base.py:_save_checkpoint / _load_checkpoint",
+            )
+        )
+    elif fstype in MEMORY_FILESYSTEMS:
+        report.notes.append(
+            f"checkpoints go to {folder} on {fstype}: they are lost with the machine, so a preempted run starts over"
+        )
+    elif nnodes > 1 and fstype and not is_shared_filesystem(fstype):
+        report.notes.append(
+            f"checkpoints go to {folder} on {fstype} ({point}), not a network filesystem: with {nnodes} nodes "
+            "each node writes its ranks' shards there; unless every node mounts this same folder, a resumed run "
+            "(on other nodes after a requeue) cannot load them"
+        )
 
 
 def _verl_validate(cfg) -> Problem | None:
