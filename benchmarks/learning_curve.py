@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rows", type=int, help="training rows (default: 4 per step, one epoch)")
-    parser.add_argument("--warm-steps", type=int, default=150)
+    parser.add_argument("--warm-steps", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=3e-4, help="the actor's learning rate (constant)")
     parser.add_argument("--compare", help="comma list of judge-error policies to run side by side: mask,score")
     parser.add_argument("--judge-fault-rate", type=float, default=0.0, help="share of judge calls that fail")
     args = parser.parse_args(argv)
@@ -214,7 +215,11 @@ def main(argv=None) -> int:
     }
     with FakeJudge(error_rate=args.judge_fault_rate, seed=0) as judge:
         for name in names:
-            overrides = [f"trainer.v1.medix.judge_errors={name}"] if args.compare else []
+            # the tiny config's 1e-3 makes a visible step in 2 steps, and over 20 it shakes the
+            # output format apart; 3e-4 is constant for the whole run
+            overrides = [f"actor_rollout_ref.actor.optim.lr={args.lr}"]
+            if args.compare:
+                overrides.append(f"trainer.v1.medix.judge_errors={name}")
             if args.judge_fault_rate:
                 # each failed call is a judge error of its sample; the run must not stop on them
                 overrides += [f"+{kw}.judge_retries=0", f"+{kw}.max_error_rate=1.0"]

@@ -69,6 +69,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     async def run():
         try:
+            await check_judge_replicas(scorer.judge, "medix-verl score")
             return await scorer.score_many(rows, on_done=(progress.update if progress else None))
         finally:
             await scorer.aclose()
@@ -97,6 +98,34 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+async def check_judge_replicas(client, command: str) -> None:
+    """Before any work, with several judge replicas: those that cannot be reached are named and
+    left out (the others score); none reachable is :class:`ServerUnavailableError`."""
+    if client is None or len(client.pool) < 2:
+        return
+    down = await client.check_replicas()
+    if len(down) == len(client.pool):
+        raise ServerUnavailableError("no judge replica answers: " + "; ".join(f"{url}: {error}" for url, error in down))
+    for url, error in down:
+        print(
+            f"{command}: warning: judge replica {url} does not answer ({error}); scoring with the other "
+            f"{len(client.pool) - len(down)} (it is probed again after a cool-down)",
+            file=sys.stderr,
+        )
+
+
+def replica_lines(client) -> list[str]:
+    """One line per judge replica (requests, errors, mean latency, ejections), for a pool."""
+    if client is None or len(client.pool) < 2:
+        return []
+    return [
+        f"  replica {i} {r['url']}: requests={r['requests']} errors={r['errors']} "
+        f"latency mean={r['latency_mean_s']:.3f}s ejections={r['ejections']}"
+        f"{'' if r['in_service'] else ' (out: ' + str(r['last_error']) + ')'}"
+        for i, r in enumerate(client.pool.summary())
+    ]
+
+
 def _print_summary(scorer, n: int, elapsed: float) -> None:
     lines = [f"scored {n} rows in {elapsed:.2f}s ({n / elapsed if elapsed else 0:.1f} rows/s)"]
     means = scorer.means()
@@ -106,10 +135,10 @@ def _print_summary(scorer, n: int, elapsed: float) -> None:
         st = scorer.judge.stats.as_dict()
         lines.append(
             "judge {}: calls={calls} requests={requests} cache_hits={cache_hits} dedup_hits={dedup_hits} "
-            "retries={retries} errors={errors} latency mean={latency_mean_s:.3f}s p95={latency_p95_s:.3f}s".format(
-                scorer.judge.url, **st
-            )
+            "retries={retries} failovers={failovers} errors={errors} latency mean={latency_mean_s:.3f}s "
+            "p95={latency_p95_s:.3f}s".format(scorer.judge.url, **st)
         )
+        lines += replica_lines(scorer.judge)
     emb = scorer.embedder.stats
     lines.append(
         f"embedder {scorer.embedder.describe()}: texts={emb['texts']} cache_hits={emb['cache_hits']} "
@@ -259,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", required=True, help="folder with <task>.parquet from data_prep.eval_sets")
     e.add_argument("--model-url", required=True, help="OpenAI base URL serving the evaluated model")
     e.add_argument("--model", required=True, help="served name of the evaluated model")
-    e.add_argument("--judge-url", required=True, help="OpenAI base URL serving the judge")
+    e.add_argument(
+        "--judge-url", required=True, help="OpenAI base URL serving the judge, or its replicas as a comma list"
+    )
     e.add_argument("--judge-model", default="Qwen/Qwen3-14B", help="served judge name (default Qwen/Qwen3-14B)")
     e.add_argument("--output", required=True, help="output folder (samples.jsonl, results.json/.md/.png)")
     e.add_argument("--max-concurrency", type=int, default=32)

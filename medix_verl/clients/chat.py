@@ -8,12 +8,19 @@ Built for thousands of short YES/NO judge requests per training step:
   timeouts, 408, 429, 5xx; :mod:`medix_verl.clients.retry`); other 4xx are not retried;
 * de-duplication of identical in-flight requests and an LRU cache of replies (GRPO groups
   repeat short answers);
-* counters (:meth:`ChatClient.stats`);
+* one server or a pool of replicas of the same model (a comma list of URLs,
+  :mod:`medix_verl.clients.pool`): each attempt goes to the least loaded replica in service; an
+  attempt that fails on one replica for a reason of that replica (refused, dropped, timed out,
+  5xx, unreadable) is sent to another one in service before it counts as a retry, and a replica
+  that keeps failing is taken out for a cool-down and probed back in;
+* counters (:meth:`ChatClient.stats`, per replica in :meth:`ChatClient.summary`);
 * a failure policy: one request that still fails is reported to the caller as a
   :class:`ChatRequestError` (a reward row gets ``judge_error=1``); a server that cannot be
   reached, that has never answered within the timeout, or whose recent error rate passes
   ``max_error_rate`` raises :class:`ServerUnavailableError`, naming the URL and the last error,
-  so training stops instead of learning from zeros.
+  so training stops instead of learning from zeros. With a pool, a request fails only when no
+  replica could answer it, and the server is unusable only when every replica is out (the error
+  names each URL and its last error).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import aiohttp
 from cachetools import LRUCache
 
+from .pool import Replica, ReplicaPool, parse_url_list
 from .retry import RetryPolicy, is_transient_status, parse_retry_after
 
 # vLLM's HTTP 400 for a prompt (+ max_tokens) beyond --max-model-len, across its versions:
@@ -62,6 +70,7 @@ class JudgeStats:
     dedup_hits: int = 0  # joined an identical request already in flight
     requests: int = 0  # HTTP attempts sent
     retries: int = 0
+    failovers: int = 0  # attempts sent to another replica after one failed (not retries)
     errors: int = 0  # calls that failed after their retries
     overlength: int = 0  # calls refused as longer than the server's context (not errors: the server is fine)
     succeeded: int = 0  # HTTP attempts that returned a reply
@@ -80,6 +89,7 @@ class JudgeStats:
             "dedup_hits": self.dedup_hits,
             "requests": self.requests,
             "retries": self.retries,
+            "failovers": self.failovers,
             "errors": self.errors,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -107,9 +117,11 @@ class ChatClient:
     """Ask an OpenAI-compatible server for chat completions, robustly.
 
     Args:
-        base_url: the OpenAI base URL, e.g. ``http://127.0.0.1:8085/v1`` (``host:port`` is accepted too).
+        base_url: the OpenAI base URL, e.g. ``http://127.0.0.1:8085/v1`` (``host:port`` is accepted too),
+            or several replicas of one model as a comma list or a list (each ``http://HOST:PORT/v1``).
         model: the served model name sent in each request.
-        max_concurrency: requests in flight at once (also the connection pool size).
+        max_concurrency: requests in flight at once per replica (a pool of 3 keeps up to 3 x this
+            in flight; also the connection pool size).
         timeout: seconds for one HTTP attempt.
         retries: further attempts after the first for transient failures.
         backoff, backoff_max: the :class:`~medix_verl.clients.retry.RetryPolicy` delays.
@@ -144,12 +156,15 @@ class ChatClient:
             raise ValueError(
                 f"invalid {role} client settings: max_concurrency={max_concurrency}, timeout={timeout}, retries={retries}"
             )
-        if not (base_url or "").strip():
+        if not base_url or (isinstance(base_url, str) and not base_url.strip()):
             raise ValueError(f"{role} URL is empty")
-        self.base_url = normalize_base_url(base_url)
-        self.url = self.base_url + "/chat/completions"
+        urls = [normalize_base_url(u) for u in parse_url_list(base_url, what=f"{role} URL")]
+        self.pool = ReplicaPool(urls)
+        self.base_url = urls[0]
+        # for messages: the endpoint of one server, the base URLs of a pool
+        self.url = urls[0] + "/chat/completions" if len(urls) == 1 else ",".join(urls)
         self.model = model
-        self.max_concurrency = int(max_concurrency)
+        self.max_concurrency = int(max_concurrency) * len(urls)
         self.timeout = float(timeout)
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self.retry = RetryPolicy(int(retries), float(backoff), float(backoff_max))
@@ -233,8 +248,24 @@ class ChatClient:
             await state.session.close()
             self.sessions_closed += 1
 
-    def summary(self) -> dict[str, float]:
-        return {"url": self.url, **self.stats.as_dict()}
+    def summary(self) -> dict:
+        return {"url": self.url, **self.stats.as_dict(), "replicas": self.pool.summary()}
+
+    async def check_replicas(self, timeout: float = 5.0) -> list[tuple[str, str]]:
+        """Ask every replica for ``/models`` (any HTTP answer counts as reachable); replicas that
+        cannot be reached are taken out of the pool. Returns ``(url, error)`` of those."""
+        state = await self._state()
+        unreachable = []
+        for replica in self.pool.replicas:
+            try:
+                async with state.session.get(replica.url + "/models", timeout=aiohttp.ClientTimeout(total=timeout)):
+                    pass
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                error = f"cannot connect: {type(exc).__name__}: {exc}"
+                unreachable.append((replica.url, error))
+                replica.in_flight += 1  # as if an attempt had been made, so that the pool counts it
+                self.pool.failed(replica, error, connect=True)
+        return unreachable
 
     # ------------------------------------------------------------------ internals
     async def _state(self) -> _LoopState:
@@ -274,15 +305,18 @@ class ChatClient:
 
     async def _request_with_retries(self, state: _LoopState, payload: bytes) -> dict:
         attempt = 0
+        tried: set[int] = set()  # replicas that failed this attempt
         while True:
             try:
-                reply = await self._request_once(state, payload)
+                reply = await self._attempt(state, payload, tried)
             except ChatRequestError as err:
                 self.last_error = str(err)
                 if err.transient and self.retry.should_retry(attempt):
                     self.stats.retries += 1
-                    await asyncio.sleep(self.retry.delay(attempt, getattr(err, "retry_after", None)))
+                    delay = self.retry.delay(attempt, getattr(err, "retry_after", None))
+                    await asyncio.sleep(max(delay, min(self.pool.next_probe_in(), self.retry.backoff_max)))
                     attempt += 1
+                    tried.clear()
                     continue
                 if err.kind == "overlength":  # the server answered, deterministically: not a fault
                     self.stats.overlength += 1
@@ -294,40 +328,79 @@ class ChatClient:
             self._record(True, None)
             return reply
 
-    async def _request_once(self, state: _LoopState, payload: bytes) -> dict:
+    async def _attempt(self, state: _LoopState, payload: bytes, tried: set[int]) -> dict:
+        """One attempt of a request: on the least loaded replica, and on the others in service
+        while one fails for a reason of its own (such a failure is not a retry of the request)."""
+        last: ChatRequestError | None = None
+        # the replica is chosen once the request holds a slot: the pool sees what is really in flight
         async with state.semaphore:
-            self.stats.requests += 1
-            started = time.perf_counter()
-            try:
-                async with state.session.post(self.url, data=payload, timeout=self._client_timeout) as resp:
-                    body = await resp.read()
-                    status = resp.status
-                    retry_after = resp.headers.get("Retry-After")
-            except asyncio.TimeoutError:
-                raise ChatRequestError(
-                    f"no answer within {self.timeout:g}s from {self.url}", transient=True, kind="timeout"
-                ) from None
-            except aiohttp.ClientConnectorError as exc:
-                raise ChatRequestError(f"cannot connect to {self.url}: {exc}", transient=True, kind="connect") from None
-            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-                raise ChatRequestError(
-                    f"connection to {self.url} broke: {type(exc).__name__}: {exc}", transient=True, kind="broken"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise ChatRequestError(
-                    f"request to {self.url} failed: {type(exc).__name__}: {exc}", transient=True, kind="broken"
-                ) from None
-            elapsed = time.perf_counter() - started
+            while True:
+                replica = self.pool.acquire(exclude=tried)
+                if replica is None:
+                    raise last or ChatRequestError(
+                        f"every {self.role} replica is out: {self.pool.describe_out()}", transient=True, kind="connect"
+                    )
+                try:
+                    return await self._request_once(state, payload, replica)
+                except ChatRequestError as err:
+                    if not err.transient:
+                        raise
+                    tried.add(replica.index)
+                    last = err
+                    if not self.pool.candidates(exclude=tried):
+                        raise
+                    self.stats.failovers += 1
+
+    async def _request_once(self, state: _LoopState, payload: bytes, replica: Replica) -> dict:
+        """One HTTP attempt on ``replica``; tells the pool how it went."""
+        try:
+            choice, elapsed = await self._post(state, payload, replica.url + "/chat/completions")
+        except ChatRequestError as err:
+            if err.transient:
+                self.pool.failed(replica, str(err), connect=err.kind == "connect")
+            else:  # the replica answered (a 4xx about the request)
+                self.pool.release(replica, ok=True)
+            raise
+        except BaseException:
+            self.pool.release(replica, ok=False)
+            raise
+        self.pool.release(replica, ok=True, latency=elapsed)
+        return choice
+
+    async def _post(self, state: _LoopState, payload: bytes, url: str) -> tuple[dict, float]:
+        # the caller holds a slot of state.semaphore
+        self.stats.requests += 1
+        started = time.perf_counter()
+        try:
+            async with state.session.post(url, data=payload, timeout=self._client_timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except asyncio.TimeoutError:
+            raise ChatRequestError(
+                f"no answer within {self.timeout:g}s from {url}", transient=True, kind="timeout"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ChatRequestError(f"cannot connect to {url}: {exc}", transient=True, kind="connect") from None
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise ChatRequestError(
+                f"connection to {url} broke: {type(exc).__name__}: {exc}", transient=True, kind="broken"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ChatRequestError(
+                f"request to {url} failed: {type(exc).__name__}: {exc}", transient=True, kind="broken"
+            ) from None
+        elapsed = time.perf_counter() - started
         if status == 400 and _CONTEXT_EXCEEDED.search(body[:2000].decode("utf-8", "replace")):
             raise ChatRequestError(
-                f"{self.url} refused the request as longer than its context: {body[:300].decode('utf-8', 'replace')}",
+                f"{url} refused the request as longer than its context: {body[:300].decode('utf-8', 'replace')}",
                 transient=False,
                 kind="overlength",
             )
         if status != 200:
             text = body[:300].decode("utf-8", "replace")
             err = ChatRequestError(
-                f"{self.url} answered HTTP {status}: {text}", transient=is_transient_status(status), kind="http"
+                f"{url} answered HTTP {status}: {text}", transient=is_transient_status(status), kind="http"
             )
             err.retry_after = parse_retry_after(retry_after)
             raise err
@@ -338,7 +411,7 @@ class ChatClient:
                 raise KeyError("message")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise ChatRequestError(
-                f"{self.url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
+                f"{url} returned no chat completion: {body[:300].decode('utf-8', 'replace')!r}",
                 transient=True,
                 kind="protocol",
             ) from None
@@ -346,7 +419,7 @@ class ChatClient:
         if not choice.get("logprobs") and (not isinstance(content, str) or not content.strip()):
             # HTTP 200 but nothing to read a verdict from: a fault, never a "NO" (and never cached)
             raise ChatRequestError(
-                f"{self.url} answered HTTP 200 without content: {body[:300].decode('utf-8', 'replace')!r}",
+                f"{url} answered HTTP 200 without content: {body[:300].decode('utf-8', 'replace')!r}",
                 transient=True,
                 kind="empty",
             )
@@ -358,15 +431,20 @@ class ChatClient:
         self.stats.latency_sum += elapsed
         self.stats.latency_max = max(self.stats.latency_max, elapsed)
         self.stats.latencies.append(elapsed)
-        return choice
+        return choice, elapsed
 
     def _record(self, ok: bool, err: ChatRequestError | None) -> None:
         self._window.append(ok)
         if ok or err is None:
             return
-        if err.kind == "connect":
+        if len(self.pool) > 1:
+            if self.pool.all_out():  # only when no replica is left is the judge unusable
+                self._fail(
+                    f"every {self.role} replica is out after {self.retries + 1} attempts; {self.pool.describe_out()}"
+                )
+        elif err.kind == "connect":
             self._fail(f"{self.role} unreachable at {self.url} after {self.retries + 1} attempts: {err}")
-        if err.kind == "timeout" and self.stats.succeeded == 0:
+        elif err.kind == "timeout" and self.stats.succeeded == 0:
             self._fail(f"{self.role} at {self.url} never answered within {self.timeout:g}s: {err}")
         failures = self._window.count(False)
         if len(self._window) >= self.min_calls_for_rate and failures / len(self._window) > self.max_error_rate:

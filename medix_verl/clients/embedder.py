@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from .chat import normalize_base_url
+from .pool import ReplicaPool, parse_url_list
 from .retry import RetryPolicy, is_transient_status
 
 DEFAULT_EMBED_MODEL = "abhinand/MedEmbed-large-v0.1"
@@ -241,13 +243,18 @@ class LocalEmbedder(BaseEmbedder):
 
 
 class RemoteEmbedder(BaseEmbedder):
-    """An OpenAI-compatible ``/v1/embeddings`` endpoint (one request per batch)."""
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint (one request per batch), or several
+    replicas of one model (a comma list of URLs): each batch goes to the least loaded replica, and
+    a batch that fails on one replica is sent to another in service before it counts as a retry
+    (:mod:`medix_verl.clients.pool`)."""
 
     max_inflight = 4
 
     def __init__(self, base_url: str, model: str, *, timeout: float = 60.0, retries: int = 3, **kwargs):
         super().__init__(**kwargs)
-        self.url = normalize_base_url(base_url) + "/embeddings"
+        urls = [normalize_base_url(u) for u in parse_url_list(base_url, what="embed_url")]
+        self.pool = ReplicaPool(urls)
+        self.url = ",".join(u + "/embeddings" for u in urls)
         self.model_name = model
         self.timeout = timeout
         self.retry = RetryPolicy(retries=retries, backoff=0.25, backoff_max=4.0)
@@ -257,29 +264,47 @@ class RemoteEmbedder(BaseEmbedder):
 
         last = None
         attempt = 0
+        tried: set[int] = set()
         while True:
-            transient = True
-            try:
-                async with aiohttp.ClientSession() as session:
-                    async with session.post(
-                        self.url,
-                        json={"model": self.model_name, "input": texts},
-                        timeout=aiohttp.ClientTimeout(total=self.timeout),
-                    ) as resp:
-                        body = await resp.read()
-                        if resp.status == 200:
-                            data = json.loads(body)["data"]
-                            data.sort(key=lambda d: d["index"])
-                            return np.asarray([d["embedding"] for d in data], dtype=np.float32)
-                        last = f"HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
-                        transient = is_transient_status(resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            if not (transient and self.retry.should_retry(attempt)):
+            replica = self.pool.acquire(exclude=tried)
+            if replica is not None:
+                transient, refused = True, False
+                started = time.perf_counter()
+                try:
+                    async with aiohttp.ClientSession() as session:
+                        async with session.post(
+                            replica.url + "/embeddings",
+                            json={"model": self.model_name, "input": texts},
+                            timeout=aiohttp.ClientTimeout(total=self.timeout),
+                        ) as resp:
+                            body = await resp.read()
+                            if resp.status == 200:
+                                data = json.loads(body)["data"]
+                                data.sort(key=lambda d: d["index"])
+                                vectors = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+                                self.pool.release(replica, ok=True, latency=time.perf_counter() - started)
+                                return vectors
+                            last = f"{replica.url}: HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
+                            transient = is_transient_status(resp.status)
+                except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+                    last = f"{replica.url}: {type(exc).__name__}: {exc}"
+                    refused = isinstance(exc, aiohttp.ClientConnectorError)
+                except BaseException:
+                    self.pool.release(replica, ok=False)
+                    raise
+                if not transient:  # the replica answered: the request itself is refused
+                    self.pool.release(replica, ok=True)
+                    break
+                self.pool.failed(replica, last, connect=refused)
+                tried.add(replica.index)
+                if self.pool.candidates(exclude=tried):
+                    continue  # another replica, not a retry
+            if not self.retry.should_retry(attempt):
                 break
-            await asyncio.sleep(self.retry.delay(attempt))
+            await asyncio.sleep(max(self.retry.delay(attempt), min(self.pool.next_probe_in(), 4.0)))
             attempt += 1
-        raise EmbedderError(f"embeddings endpoint {self.url} failed: {last}")
+            tried.clear()
+        raise EmbedderError(f"embeddings endpoint {self.url} failed: {last or self.pool.describe_out()}")
 
     def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:
         return asyncio.run(self._encode_batch(texts))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
-from ..clients.chat import ChatClient, ChatRequestError, reply_text
+from ..clients.chat import ChatClient, ChatRequestError, ServerUnavailableError, reply_text
 from . import consistency, stats
 from .protocols import JudgeProtocol, get_protocol
 from .runstate import LOG_NAME, FolderLock, SampleLog, check_fingerprint, file_sha256
@@ -331,6 +331,14 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
 
     started = time.perf_counter()
     try:
+        if len(judge.pool) > 1:  # replicas that cannot be reached are left out (all: the run stops)
+            down = await judge.check_replicas()
+            if len(down) == len(judge.pool):
+                raise ServerUnavailableError(
+                    "no judge replica answers: " + "; ".join(f"{url}: {error}" for url, error in down)
+                )
+            for url, error in down:
+                print(f"medix-verl eval: warning: judge replica {url} does not answer ({error})", file=sys.stderr)
         await asyncio.gather(*(one(s) for s in todo))
     finally:
         for bar in bars.values():
@@ -361,6 +369,8 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         "judge_calls": judge.stats.calls,
         "judge_requests": judge.stats.requests,
         "judge_tokens": {"prompt": judge.stats.prompt_tokens, "completion": judge.stats.completion_tokens},
+        "judge_failovers": judge.stats.failovers,
+        "judge_replicas": judge.pool.summary(),
     }
     write_reports(cfg.output, results)
     return results
@@ -488,6 +498,18 @@ def write_reports(out: Path, results: dict, title: str | None = None) -> None:
             f"{run.get('generation_tokens', {}).get('completion', 0)} completion tokens (this invocation)."
         )
         lines.append("")
+        replicas = run.get("judge_replicas") or []
+        if len(replicas) > 1:
+            lines += [
+                "| judge replica | requests | errors | mean latency (s) | ejections | in service |",
+                "|---|---:|---:|---:|---:|---|",
+            ]
+            lines += [
+                f"| {r['url']} | {r['requests']} | {r['errors']} | {r['latency_mean_s']:.3f} | {r['ejections']} | "
+                f"{'yes' if r['in_service'] else 'no: ' + str(r['last_error'])[:80]} |"
+                for r in replicas
+            ]
+            lines.append("")
     (out / "results.md").write_text("\n".join(lines))
     plot_bars({"run": results}, out / "results.png", title=title or "MediX-R1 evaluation")
 

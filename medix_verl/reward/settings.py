@@ -58,6 +58,16 @@ def _open_unit(value) -> str | None:
     return None if math.isfinite(value) and 0.0 < value < 1.0 else "must be in (0, 1)"
 
 
+def _url_list(value) -> str | None:
+    from ..clients.pool import UrlListError, parse_url_list
+
+    try:
+        parse_url_list(value, what="")
+    except UrlListError as exc:
+        return str(exc).removeprefix(": ")
+    return None
+
+
 def _preset(value) -> str | None:
     return None if value in PRESETS else f"must be one of {sorted(PRESETS)}"
 
@@ -87,8 +97,11 @@ class RewardSettings:
     preset: str = setting("paper", "`paper` (the release, rule for rule) or `robust` (opt-in hardening)", check=_preset)
     judge_url: str | None = setting(
         None,
-        "OpenAI base URL of the judge, e.g. `http://10.0.0.5:8085/v1` (unused when verl manages the judge)",
+        "OpenAI base URL of the judge, e.g. `http://10.0.0.5:8085/v1`, or replicas of one judge model as a "
+        "comma list (or a YAML list): each request goes to the least loaded replica, and one that fails is "
+        "taken out while the others answer (unused when verl manages the judge)",
         env="MEDIX_JUDGE_URL",
+        check=_url_list,
     )
     judge_model: str | None = setting(
         None,
@@ -103,7 +116,7 @@ class RewardSettings:
     )
     judge_max_concurrency: int = setting(
         64,
-        "judge requests in flight per reward worker (also the connection pool)",
+        "judge requests in flight per reward worker and judge replica (also the connection pool)",
         type="int",
         aliases=("--max-concurrency",),
         check=_at_least_one,
@@ -203,6 +216,9 @@ class RewardSettings:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown {where}: {unknown}; known keys: {sorted(known)}")
+        for key in ("judge_url", "embed_url"):  # a YAML list of replicas: the comma list it means
+            if isinstance(data.get(key), (list, tuple)):
+                data[key] = ",".join(str(u).strip() for u in data[key])
         if isinstance(data.get("part_modules"), str):
             data["part_modules"] = [data["part_modules"]]
         if data.get("part_modules") is not None:
