@@ -12,8 +12,11 @@
 #                verl:   verl starts the judge in its own resource pool of JUDGE_GPUS GPUs on the
 #                        first node; GPUS_PER_NODE - JUDGE_GPUS train on every node
 #                [server]
-#   JUDGE_URL    [$MEDIX_JUDGE_URL, else http://127.0.0.1:8085/v1]
+#   JUDGE_URL    [$MEDIX_JUDGE_URL, else http://127.0.0.1:8085/v1]; replicas of one judge as a comma
+#                list (recipes/serve_judge.sh --replicas N prints it): least loaded, failover
 #   JUDGE_MODEL  [Qwen/Qwen3-4B-Instruct-2507]   JUDGE_GPUS [4]   JUDGE_TP [2]
+#   JUDGE_NODES  JUDGE=verl: nodes the judge's pool spans, JUDGE_GPUS on each [1]
+#                (replicas = JUDGE_GPUS x JUDGE_NODES / JUDGE_TP, behind verl's least-loaded router)
 #   JUDGE_MAX_MODEL_LEN  the verl-managed judge's context [2048, as recipes/serve_judge.sh]
 #   EMBED_MODEL  [abhinand/MedEmbed-large-v0.1]   PRESET [paper]
 #   EXPERIMENT   experiment name [recipe name]
@@ -63,7 +66,8 @@ case "$JUDGE" in
   server)
     # the judge runs outside verl (recipes/serve_judge.sh), on another node or on GPUs of this one
     # that training does not use (CUDA_VISIBLE_DEVICES)
-    ARGS+=("$KW.judge_url=$JUDGE_URL" "$KW.judge_model=$JUDGE_MODEL" "trainer.n_gpus_per_node=$GPUS_PER_NODE")
+    # quoted: a comma list of replicas is one string to hydra, not a sweep
+    ARGS+=("$KW.judge_url='$JUDGE_URL'" "$KW.judge_model=$JUDGE_MODEL" "trainer.n_gpus_per_node=$GPUS_PER_NODE")
     ;;
   verl)
     # verl starts the judge (vLLM) in its own resource pool and passes its router's address to the
@@ -77,7 +81,7 @@ case "$JUDGE" in
       "reward.reward_model.enable=true"
       "reward.reward_model.enable_resource_pool=true"
       "reward.reward_model.n_gpus_per_node=$JUDGE_GPUS"
-      "reward.reward_model.nnodes=1"
+      "reward.reward_model.nnodes=${JUDGE_NODES:-1}"
       "reward.reward_model.model_path=$JUDGE_MODEL"
       "reward.reward_model.rollout.name=vllm"
       "reward.reward_model.rollout.tensor_model_parallel_size=$JUDGE_TP"

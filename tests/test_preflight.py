@@ -261,3 +261,35 @@ def test_filesystem_of_takes_the_longest_mount_and_knows_network_filesystems(tmp
     assert filesystem_of("/lustre fs/run", str(mounts)) == ("/lustre fs", "lustre")
     assert filesystem_of("/x", str(tmp_path / "missing")) == ("", "")
     assert is_shared_filesystem("lustre") and not is_shared_filesystem("tmpfs")
+
+
+def test_a_judge_url_list_reaches_the_reward_as_one_string_and_is_checked():
+    urls = "http://10.0.0.5:8085/v1,http://10.0.0.5:8086/v1,http://10.0.0.6:8085/v1"
+    overrides = recipe_overrides("7b", {"JUDGE_URL": urls, "NNODES": "2"})
+    cfg = compose(overrides)
+    assert cfg.reward.custom_reward_function.reward_kwargs.judge_url == urls  # not a hydra sweep
+    report = preflight(cfg)
+    assert report.ok, report.render()
+    assert "3 replicas at http://10.0.0.5:8085/v1" in report.render()
+    from medix_verl.reward.settings import RewardSettings
+
+    assert RewardSettings.from_kwargs(cfg.reward.custom_reward_function.reward_kwargs).judge_url == urls
+    # one loopback replica among them is refused on several nodes, naming the list
+    loop = check("7b", {"JUDGE_URL": urls + ",http://127.0.0.1:8085/v1", "NNODES": "2"})
+    assert refused(loop) == {"judge-url-loopback"}
+    dup = check("7b", {"JUDGE_URL": "http://10.0.0.5:8085/v1,http://10.0.0.5:8085/v1"})
+    assert refused(dup) == {"judge-url-list"} and "repeats entry 1" in dup.render()
+
+
+def test_judge_nodes_spread_the_verl_judge_and_more_than_the_run_has_is_refused():
+    env = {"JUDGE": "verl", "JUDGE_MODEL": "/models/qwen3-4b", "NNODES": "2", "JUDGE_NODES": "2"}
+    overrides = recipe_overrides("7b", env)
+    assert "reward.reward_model.nnodes=2" in overrides
+    report = check("7b", env)
+    assert report.ok, report.render()
+    assert "4 GPUs x 2 node(s) / TP 2 = 4" in report.render()
+    assert not any("stay idle" in n for n in report.notes)  # a judge on every node: no idle GPUs
+    one = check("7b", {**env, "JUDGE_NODES": "1"})
+    assert one.ok and any("stay idle" in n for n in one.notes)
+    too_many = check("7b", {**env, "JUDGE_NODES": "3"})
+    assert "judge-nodes" in refused(too_many) and "JUDGE_NODES <= NNODES (2)" in too_many.render()

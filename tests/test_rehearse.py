@@ -68,3 +68,27 @@ def test_the_old_six_gpu_layout_fails_at_verls_own_assertion(tmp_path):
     assert proc.returncode == 1 and summary["steps"] == 0
     assert "AssertionError: Got mini_batch_size=10" in summary["stopped"], summary
     assert "engine_workers.py" in summary["stopped"] and "get_data_parallel_size()=6" in summary["stopped"]
+
+
+@pytest.mark.slow
+@pytest.mark.rehearsal
+def test_two_nodes_with_a_verl_judge_on_each_node(tmp_path):
+    """JUDGE=verl with JUDGE_NODES=2: verl's judge pool spans both nodes (one replica each, behind
+    verl's least-loaded router), two training ranks on each node."""
+    env = {
+        "NNODES": "2",
+        "GPUS_PER_NODE": "3",
+        "JUDGE": "verl",
+        "JUDGE_GPUS": "1",
+        "JUDGE_TP": "1",
+        "JUDGE_NODES": "2",
+    }
+    proc = rehearse(tmp_path, env)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert proc.returncode == 0 and summary["steps"] == 1, proc.stdout[-3000:]
+    assert "1 GPUs x 2 node(s) / TP 1 = 2" in proc.stdout and "over 4 ranks" in proc.stdout
+    from medix_verl.devkit.tiny_run import read_step_metrics
+
+    (row,) = read_step_metrics(tmp_path / "verl_metrics.jsonl")
+    # every judge call answered, through verl's router (the reward's one URL)
+    assert row["reward/judge_error_rate"] == 0.0 and row["judge/replica/0/requests"] > 0

@@ -217,5 +217,12 @@ class ReplicaPool:
         """Every replica and its last error, for a message when none is left."""
         return "; ".join(f"{r.url}: {r.last_error or 'no answer'}" for r in self.replicas)
 
-    def summary(self) -> list[dict]:
-        return [r.as_dict() for r in self.replicas]
+    def summary(self, counts: bool = False) -> list[dict]:
+        """Per replica: URL, requests, errors, mean latency, ejections, in service, last error;
+        with ``counts``, also the raw sums (``successes``, ``latency_sum_s``) that add up across
+        clients."""
+        out = [r.as_dict() for r in self.replicas]
+        if counts:
+            for row, r in zip(out, self.replicas):
+                row.update(successes=r.successes, latency_sum_s=r.latency_sum)
+        return out

@@ -12,6 +12,10 @@ score through :func:`reporting_faults`.
 The box is a named Ray actor owned by the trainer (it lives as long as the run), named after the
 Ray job so that runs sharing a cluster do not see each other's faults. Outside Ray, or with
 another trainer, reports go nowhere and :func:`first_fault` says ``None``.
+
+A second box of the same kind carries the judge client's per-replica counts from every reward
+worker to the trainer (:func:`publish_judge_stats`, at most twice a second per worker, without
+waiting; :func:`judge_stats`), which logs them as ``judge/replica/<i>/...``.
 """
 
 from __future__ import annotations
@@ -31,28 +35,70 @@ class FaultBox:
         return self.faults[0] if self.faults else None
 
 
-def _name() -> str:
+class StatsBox:
+    """The latest per-replica judge counts of each reward worker."""
+
+    def __init__(self):
+        self.by_worker: dict[str, list[dict]] = {}
+
+    def update(self, worker: str, replicas: list[dict]) -> None:
+        self.by_worker[worker] = replicas
+
+    def get(self) -> dict[str, list[dict]]:
+        return self.by_worker
+
+
+def _name(kind: str = "faults") -> str:
     import ray
 
-    return f"medix_reward_faults_{ray.get_runtime_context().get_job_id()}"
+    return f"medix_reward_{kind}_{ray.get_runtime_context().get_job_id()}"
 
 
 def open_fault_box():
-    """Create this run's box (the trainer, once); returns its handle."""
+    """Create this run's boxes (the trainer, once); returns the fault box's handle."""
     import ray
 
+    ray.remote(StatsBox).options(name=_name("judge_stats"), get_if_exists=True, num_cpus=0).remote()
     return ray.remote(FaultBox).options(name=_name(), get_if_exists=True, num_cpus=0).remote()
 
 
-def _box():
+def _box(kind: str = "faults"):
     import ray
 
     if not ray.is_initialized():
         return None
     try:
-        return ray.get_actor(_name())
+        return ray.get_actor(_name(kind))
     except ValueError:  # no medix trainer in this run
         return None
+
+
+_published = {"at": 0.0, "box": None, "worker": None}
+
+
+def publish_judge_stats(client, *, every_s: float = 0.5, force: bool = False) -> None:
+    """Send ``client``'s per-replica counts to the trainer (no-op outside a medix run; at most
+    every ``every_s`` seconds unless ``force``; never waits for the box)."""
+    import os
+    import time
+
+    now = time.monotonic()
+    if client is None or (not force and now - _published["at"] < every_s):
+        return
+    _published["at"] = now
+    if _published["box"] is None:
+        _published["box"] = _box("judge_stats") or False
+        _published["worker"] = f"{os.uname().nodename}:{os.getpid()}"
+    if _published["box"]:
+        _published["box"].update.remote(_published["worker"], client.pool.summary(counts=True))
+
+
+def judge_stats(timeout: float = 30.0) -> dict[str, list[dict]]:
+    """Every reward worker's latest per-replica judge counts (empty outside a medix run)."""
+    import ray
+
+    box = _box("judge_stats")
+    return {} if box is None else ray.get(box.get.remote(), timeout=timeout)
 
 
 _reported = False  # this process has delivered a fault: the trainer needs only the first

@@ -101,3 +101,48 @@ def as_number(value: Any) -> float | None:
     if hasattr(value, "shape") and getattr(value, "shape", ()) not in ((), (1,)):
         return None
     return number if math.isfinite(number) else None
+
+
+def replica_metrics(by_worker: Mapping[str, list[dict]], before: Mapping[int, dict] | None = None):
+    """``judge/replica/<i>/...`` for one step from every reward worker's cumulative per-replica
+    counts (:meth:`medix_verl.clients.pool.ReplicaPool.summary` with ``counts``): requests,
+    errors and ejections in the step (against ``before``, the totals of the previous step), the
+    step's mean latency, and whether every worker has the replica in service. Returns
+    ``(metrics, totals)``; pass ``totals`` as ``before`` next step.
+
+    >>> w1 = [{"url": "http://a:1/v1", "requests": 10, "errors": 1, "ejections": 0, "successes": 9,
+    ...        "latency_sum_s": 0.9, "in_service": True}]
+    >>> w2 = [{"url": "http://a:1/v1", "requests": 6, "errors": 0, "ejections": 1, "successes": 6,
+    ...        "latency_sum_s": 0.3, "in_service": False}]
+    >>> m, totals = replica_metrics({"w1": w1, "w2": w2})
+    >>> m["judge/replica/0/requests"], m["judge/replica/0/ejections"], m["judge/replica/0/in_service"]
+    (16, 1, 0.0)
+    >>> round(m["judge/replica/0/latency_mean_s"], 3)
+    0.08
+    >>> w1[0].update(requests=14, successes=13, latency_sum_s=1.3)
+    >>> replica_metrics({"w1": w1, "w2": w2}, totals)[0]["judge/replica/0/requests"]
+    4
+    """
+    totals: dict[int, dict] = {}
+    in_service: dict[int, bool] = {}
+    for replicas in by_worker.values():
+        for i, r in enumerate(replicas):
+            t = totals.setdefault(
+                i,
+                {"url": r["url"], "requests": 0, "errors": 0, "ejections": 0, "successes": 0, "latency_sum_s": 0.0},
+            )
+            for key in ("requests", "errors", "ejections", "successes", "latency_sum_s"):
+                t[key] += r.get(key, 0)
+            in_service[i] = in_service.get(i, True) and bool(r.get("in_service", True))
+    before = before or {}
+    out: dict[str, float] = {}
+    for i, t in totals.items():
+        b = before.get(i, {})
+        step = {k: t[k] - b.get(k, 0) for k in ("requests", "errors", "ejections", "successes", "latency_sum_s")}
+        prefix = f"judge/replica/{i}"
+        out[f"{prefix}/requests"] = step["requests"]
+        out[f"{prefix}/errors"] = step["errors"]
+        out[f"{prefix}/ejections"] = step["ejections"]
+        out[f"{prefix}/latency_mean_s"] = step["latency_sum_s"] / step["successes"] if step["successes"] else 0.0
+        out[f"{prefix}/in_service"] = float(in_service[i])
+    return out, totals

@@ -305,7 +305,9 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
             )
         )
     else:
-        report.layout.append(("judge", f"server at {kwargs.get('judge_url')} ({kwargs.get('judge_model')})"))
+        urls = _urls(kwargs.get("judge_url"))
+        where = f"server at {urls[0]}" if len(urls) < 2 else f"{len(urls)} replicas at {', '.join(urls)} (least loaded)"
+        report.layout.append(("judge", f"{where} ({kwargs.get('judge_model')})"))
     ckpt = _get(cfg, "trainer.max_actor_ckpt_to_keep")
     report.layout.append(("checkpoints", f"every {save_freq} steps, keep {ckpt}"))
     return report
@@ -402,6 +404,28 @@ def _verl_validate(cfg) -> Problem | None:
     return None
 
 
+def _url_list_problem(value) -> Problem | None:
+    from ..clients.pool import UrlListError, parse_url_list
+
+    try:
+        parse_url_list(value if isinstance(value, str) else list(value), what="reward_kwargs.judge_url")
+    except UrlListError as exc:
+        return Problem(
+            "judge-url-list",
+            str(exc),
+            "JUDGE_URL=http://HOST1:PORT/v1,http://HOST2:PORT/v1 (each replica once, with scheme and port)",
+            "the reward's start-up in every reward worker (medix_verl/clients/pool.py:parse_url_list)",
+        )
+    return None
+
+
+def _urls(value) -> list[str]:
+    """The judge URLs of a reward_kwargs value (one URL, a comma list or a list)."""
+    if isinstance(value, str):
+        return [u.strip() for u in value.split(",") if u.strip()]
+    return [str(u) for u in value or []]
+
+
 def _check_judge(cfg, report: Report, *, judge_verl: bool, rm, kwargs, nnodes: int, gpus: int) -> None:
     refuse = report.refusals.append
     judge_url = kwargs.get("judge_url")
@@ -450,6 +474,24 @@ def _check_judge(cfg, report: Report, *, judge_verl: bool, rm, kwargs, nnodes: i
             )
         judge_ctx = rm_roll.get("max_model_len")
         rm_nodes = int(rm.get("nnodes") or 1)
+        if rm.get("enable_resource_pool", False) and rm_nodes > nnodes:
+            refuse(
+                Problem(
+                    "judge-nodes",
+                    f"the judge's pool spans {rm_nodes} nodes (reward.reward_model.nnodes, JUDGE_NODES) but the run "
+                    f"has {nnodes}: verl cannot place {rm_nodes} x {rm_gpus} judge GPUs",
+                    f"JUDGE_NODES <= NNODES ({nnodes})",
+                    "verl/trainer/ppo/v1/trainer_base.py:_init_resource_pool_mgr (reward pool placement)",
+                )
+            )
+        if rm.get("enable_resource_pool", False) and rm_gpus >= tp and rm_gpus % tp == 0:
+            report.layout.append(
+                (
+                    "judge replicas",
+                    f"{rm_gpus} GPUs x {rm_nodes} node(s) / TP {tp} = {rm_gpus * rm_nodes // tp}, "
+                    "behind verl's least-loaded router",
+                )
+            )
         if rm.get("enable_resource_pool", False) and nnodes > rm_nodes:
             report.notes.append(
                 f"the judge's pool is on {rm_nodes} node(s) but training uses {gpus} GPUs on each of {nnodes} "
@@ -466,11 +508,13 @@ def _check_judge(cfg, report: Report, *, judge_verl: bool, rm, kwargs, nnodes: i
                     "the first judge call of the first step",
                 )
             )
-        elif nnodes > 1 and is_loopback_url(str(judge_url)):
+        elif (bad := _url_list_problem(judge_url)) is not None:
+            refuse(bad)
+        elif nnodes > 1 and any(is_loopback_url(u) for u in _urls(judge_url)):
             refuse(
                 Problem(
                     "judge-url-loopback",
-                    f"{nnodes} nodes and a loopback judge URL {judge_url}: verl runs reward workers on every "
+                    f"{nnodes} nodes and a loopback judge URL in {judge_url}: verl runs reward workers on every "
                     "node, and those on other nodes would call their own 127.0.0.1",
                     "serve the judge on an address every node reaches (JUDGE_HOST=0.0.0.0 with "
                     "MEDIX_JUDGE_API_KEY on the judge node) and pass JUDGE_URL=http://<judge-node-ip>:8085/v1",

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..reward.scorer import get_scorer
 from ..reward.settings import RewardSettings
-from .faults import reporting_faults
+from .faults import publish_judge_stats, reporting_faults
 
 _SETTINGS: dict[str, RewardSettings] = {}
 
@@ -77,6 +77,8 @@ async def compute_score(
     if isinstance(extra_info, Mapping):
         question = extra_info.get("question")
     # a judge that is down is reported first: the medix trainer stops the run on it
-    return await reporting_faults(
+    result = await reporting_faults(
         scorer.score(solution_str, ground_truth, data_source=data_source, question=question, extra_info=extra_info)
     )
+    publish_judge_stats(scorer.judge)  # per-replica counts for the trainer's judge/replica/* metrics
+    return result

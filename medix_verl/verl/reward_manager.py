@@ -25,7 +25,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from ..reward.scorer import JudgeContext, get_scorer
 from ..reward.settings import RewardSettings
-from .faults import reporting_faults
+from .faults import publish_judge_stats, reporting_faults
 from .reward_fn import verl_judge_model
 
 
@@ -89,6 +89,7 @@ class MedixRewardManager(RewardManagerBase):
                 extra_info=extra_info,
             )
         )
+        publish_judge_stats(self.scorer.judge)  # per-replica counts for the trainer's judge/replica/* metrics
         info = dict(result)
         info["response_length"] = float(valid_length)  # tokens
         info["answer_length"] = float(len(sample.answer))  # characters of the extracted answer

@@ -54,8 +54,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from .faults import first_fault, open_fault_box
-from .metrics import PREFIX, as_number, group_spread_metrics, reward_part_metrics
+from .faults import first_fault, judge_stats, open_fault_box
+from .metrics import PREFIX, as_number, group_spread_metrics, replica_metrics, reward_part_metrics
 from .patching import require, require_params
 
 TRAINER_NAME = "medix"
@@ -465,6 +465,19 @@ def _build_classes():
                     scores[_group(key)].append(score)
             metrics.update(group_spread_metrics(scores))
             metrics.update({f"{PREFIX}/total/{k}": v for k, v in self._totals().items()})
+            self._log_judge_replicas(metrics)
+
+        def _log_judge_replicas(self, metrics) -> None:
+            """``judge/replica/<i>/...`` from the reward workers' judge clients; the URLs once."""
+            stats = judge_stats()
+            if not stats:
+                return
+            step, self._replica_totals = replica_metrics(stats, getattr(self, "_replica_totals", None))
+            metrics.update(step)
+            if not getattr(self, "_replica_urls_logged", False):
+                for i, t in sorted(self._replica_totals.items()):
+                    print(f"[medix trainer] judge/replica/{i}: {t['url']}", flush=True)
+                self._replica_urls_logged = True
 
     return MedixTrainer, MeanBandReplayBuffer
 
