@@ -201,3 +201,42 @@ def test_verl_managed_judge_scores_what_cannot_fit_its_context_without_sending_i
     assert long["judge_overlength"] == 1.0 and long["judge_error"] == 0.0 and long["accuracy_llm"] == 0.0
     assert short["judge_overlength"] == 0.0 and short["judge_error"] == 0.0
     assert judge.received == 1  # only the answer that fits was sent
+
+
+def test_verls_batch_path_gives_the_medix_manager_the_whole_batch(qwen_tok, minilm_path):
+    """RewardLoopWorker.compute_score_batch with the medix manager: one run_batch call instead of a
+    sliced DataProto and a run_single per sample, with the very same results as run_single."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    from medix_verl.verl.reward_manager import MedixRewardManager
+
+    tok_path, tok = qwen_tok
+    rows = ROWS * 4
+    with FakeJudge() as judge:
+        worker = RewardLoopWorker(
+            compose_verl_config(_overrides(judge, minilm_path, tok_path, MANAGERS["medix-plugin"]))
+        )
+        mgr = worker.reward_manager
+        assert isinstance(mgr, MedixRewardManager)
+        data = make_dataproto(tok, rows)
+        calls = {"batch": 0, "single": 0}
+        run_batch, run_single = mgr.run_batch, mgr.run_single
+
+        async def counting_batch(d):
+            calls["batch"] += 1
+            return await run_batch(d)
+
+        async def counting_single(d):
+            calls["single"] += 1
+            return await run_single(d)
+
+        mgr.run_batch, mgr.run_single = counting_batch, counting_single
+        batched = worker.loop.run_until_complete(worker.compute_score_batch(data))
+        assert calls == {"batch": 1, "single": 0}
+        singles = [worker.loop.run_until_complete(run_single(data[i : i + 1])) for i in range(len(rows))]
+    assert batched == singles
+    # a row without a reference is refused, naming its data source, as run_single does
+    bad = make_dataproto(tok, ROWS)
+    bad.non_tensor_batch["reward_model"][1] = {"style": "model"}
+    with pytest.raises(KeyError, match="data_source='test'"):
+        worker.loop.run_until_complete(worker.compute_score_batch(bad))
