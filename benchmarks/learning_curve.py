@@ -5,12 +5,14 @@
 
 What runs: verl's ``main_ppo`` with the ``medix`` trainer on the CPU backend
 (``recipes/medix_r1_tiny_cpu.sh``, :mod:`medix_verl.devkit.tiny_run`), the composite reward with
-the paper preset and MiniLM as the embedder, on the ``organs`` task: each question names an
-organ's function ("Which organ makes bile?") and its reference is the organ, one of four. The
-tiny Qwen2.5-VL is warm-started on the output format with answers drawn at random from the four,
-so it starts at chance on which organ a question asks for; what it gets right later, it learned
-from the reward. Same seed, same data, same warm-started weights for every curve; nothing in the
-setup changes with the step (learning rate constant, no schedule on the reward).
+the paper preset and MiniLM as the embedder, on the ``organs`` task
+(:func:`medix_verl.devkit.synthetic.make_learnable_rows`): two questions, each naming an organ's
+function ("Which organ pumps blood around the body?"), whose reference is that organ and the
+modality of the drawn study. The tiny Qwen2.5-VL is warm-started on the output format with
+answers drawn at random from four organs, two of which are never right, so it starts at 1 in 4;
+what it gets right later, it learned from the reward (which organs are ever right: 1 in 2; which
+question asks for which: 1). Same seed, same data, same warm-started weights for every curve;
+nothing in the setup changes with the step (learning rate constant, no schedule on the reward).
 
 The judge is a deterministic loopback judge (:class:`medix_verl.devkit.fake_judge.FakeJudge`):
 YES when the answer and the reference contain one another, as a real judge rules on a one-word
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rows", type=int, help="training rows (default: 4 per step, one epoch)")
     parser.add_argument("--warm-steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=3e-4, help="the actor's learning rate (constant)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="the actor's learning rate (constant)")
     parser.add_argument("--compare", help="comma list of judge-error policies to run side by side: mask,score")
     parser.add_argument("--judge-fault-rate", type=float, default=0.0, help="share of judge calls that fail")
     args = parser.parse_args(argv)
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
     with FakeJudge(error_rate=args.judge_fault_rate, seed=0) as judge:
         for name in names:
             # the tiny config's 1e-3 makes a visible step in 2 steps, and over 20 it shakes the
-            # output format apart; 3e-4 is constant for the whole run
+            # output format apart; 5e-4 is constant for the whole run
             overrides = [f"actor_rollout_ref.actor.optim.lr={args.lr}"]
             if args.compare:
                 overrides.append(f"trainer.v1.medix.judge_errors={name}")

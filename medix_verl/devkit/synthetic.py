@@ -6,10 +6,11 @@ the right, PNG or JPEG); the question asks where the lesion is or what the modal
 reference answer carries the modality tag, as in the published data. It exists so the CPU recipe
 and the tests run the real data path with nothing downloaded.
 
-:func:`make_learnable_rows` is a second task, for learning curves: every question names an organ's
-function and its answer follows from the question alone, one of a few organs
-(:data:`LEARNABLE_ANSWERS`), so a tiny policy that was taught the output format but not the
-answers starts near chance and can learn the mapping from the reward in a few GRPO steps.
+For learning curves, :func:`make_learnable_rows` is a second task: each question names an organ's
+function and its answer follows from the question alone. A tiny policy taught the output format
+with answers drawn at random from four organs (:data:`LEARNABLE_ANSWERS`, two of which are never
+right) starts at 1 in 4 and can learn from the reward, in a few GRPO steps, which organs are
+right at all (1 in 2) and which question asks for which (1).
 
     python -m medix_verl.devkit.synthetic --rows 16 --out raw/train.parquet --seed 0
 """
@@ -95,15 +96,16 @@ def make_rows(n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
     return rows
 
 
-#: the learnable task: a question per organ, its reference the organ and the modality of its
-#: (drawn) study, so both the answer and the tag follow from the question
+#: the learnable task: two questions, each naming an organ's function; the reference is the organ
+#: and the modality of its (drawn) study, so both follow from the question
 LEARNABLE_QUESTIONS = {
     "Heart": ("Which organ pumps blood around the body?", 0),
     "Kidney": ("Which organ filters the blood to make urine?", 3),
-    "Liver": ("Which organ makes bile?", 2),
-    "Lung": ("Which organ takes oxygen into the blood?", 1),
 }
-LEARNABLE_ANSWERS = tuple(LEARNABLE_QUESTIONS)
+#: the organs the warm start writes, at random: the two answers and two that are never right, so a
+#: policy starts at 1 in 4; learning which organs are ever right lifts it to 1 in 2, learning which
+#: question asks for which, to 1
+LEARNABLE_ANSWERS = ("Heart", "Kidney", "Liver", "Lung")
 
 
 def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[dict]:
@@ -111,15 +113,16 @@ def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[di
     kinds (its modality tag in the reference) and a question whose answer is an organ.
 
     >>> rows = make_learnable_rows(16, seed=0)
-    >>> sorted({r["solution"].split("> ")[1] for r in rows}) == sorted(LEARNABLE_ANSWERS)
-    True
+    >>> sorted({r["solution"].split("> ")[1] for r in rows})
+    ['Heart', 'Kidney']
     >>> rows[0]["solution"].startswith("<") and len(rows[0]["image"]) == 1
     True
     """
     rng = random.Random(seed)
     rows = []
+    organs = list(LEARNABLE_QUESTIONS)
     for i in range(n):
-        organ = LEARNABLE_ANSWERS[rng.randrange(len(LEARNABLE_ANSWERS))]
+        organ = organs[rng.randrange(len(organs))]
         question, kind = LEARNABLE_QUESTIONS[organ]
         tag, source, mode = _KINDS[kind]
         image = {"bytes": _encode(draw_scan(rng, mode, rng.choice(["left", "right"])), rng), "path": None}
