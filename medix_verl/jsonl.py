@@ -14,11 +14,17 @@ class JsonlError(ValueError):
 def iter_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line number, object)`` for each non-blank line; anything but a JSON object is an error."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as exc:
         raise JsonlError(f"{path}: cannot open: {exc.strerror}") from None
     with handle:
-        for lineno, line in enumerate(handle, 1):
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise JsonlError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start : exc.start + 1]!r} at column {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -155,3 +155,11 @@ def test_bad_input_names_file_and_line(tmp_path, content, message):
     proc = cli("score", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--judge-url", "http://127.0.0.1:9/v1", "-q")
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_a_line_that_is_not_utf8_is_bad_input_naming_the_line(tmp_path):
+    good = json.dumps({"response": "x", "ground_truth": "<X_RAY> a"}).encode()
+    (tmp_path / "in.jsonl").write_bytes(good + b"\n" + b'{"response": "caf\xe9", "ground_truth": "<X_RAY> a"}\n')
+    proc = cli("score", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--judge-url", "http://127.0.0.1:9/v1", "-q")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "in.jsonl:2:" in proc.stderr and "UTF-8" in proc.stderr and "Traceback" not in proc.stderr
