@@ -6,13 +6,13 @@
 What runs: verl's ``main_ppo`` with the ``medix`` trainer on the CPU backend
 (``recipes/medix_r1_tiny_cpu.sh``, :mod:`medix_verl.devkit.tiny_run`), the composite reward with
 the paper preset and MiniLM as the embedder, on the ``organs`` task
-(:func:`medix_verl.devkit.synthetic.make_learnable_rows`): two questions, each naming an organ's
-function ("Which organ pumps blood around the body?"), whose reference is that organ and the
-modality of the drawn study. The tiny Qwen2.5-VL is warm-started on the output format with
-answers drawn at random from four organs, two of which are never right, so it starts at 1 in 4;
-what it gets right later, it learned from the reward (which organs are ever right: 1 in 2; which
-question asks for which: 1). Same seed, same data, same warm-started weights for every curve;
-nothing in the setup changes with the step (learning rate constant, no schedule on the reward).
+(:func:`medix_verl.devkit.synthetic.make_learnable_rows`): "Which organ filters the blood to make
+urine?", with a drawn ultrasound study; the reference is ``<ULTRASOUND> Kidney``. The tiny
+Qwen2.5-VL is warm-started on the output format with answers drawn at random from four organs,
+so it starts at 1 in 4: what it gets right later, it learned from the reward. The task is
+deliberately easy (what the curve tests is the pipeline: rollouts, the composite reward, GRPO, the
+update, the weight sync); the curve is honest: same seed, same data, same warm-started weights for
+every curve, nothing in the setup changes with the step (learning rate constant, no schedule on the reward).
 
 The judge is a deterministic loopback judge (:class:`medix_verl.devkit.fake_judge.FakeJudge`):
 YES when the answer and the reference contain one another, as a real judge rules on a one-word
@@ -53,6 +53,15 @@ def log(msg: str) -> None:
 
 def part_series(rows: list[dict], key: str) -> list[float]:
     return [row.get(key, float("nan")) for row in rows]
+
+
+def moving_mean(values: list[float], k: int) -> list[float]:
+    """The mean of each value and the up to ``k - 1`` before it.
+
+    >>> moving_mean([0.0, 1.0, 2.0, 3.0], 2)
+    [0.0, 0.5, 1.5, 2.5]
+    """
+    return [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
 
 
 def rise(values: list[float]) -> dict:
@@ -153,15 +162,19 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax = axes[1]
     for name, curve in curves.items():
-        s = curve["score"]
+        acc = curve["per_step"]["judged/accuracy_llm/mean"]
+        a = curve["accuracy_llm"]
+        (line,) = ax.plot(curve["steps"], acc, marker="o", ms=3, lw=0.8, alpha=0.6)
         ax.plot(
             curve["steps"],
-            curve["per_step"]["judged/accuracy_llm/mean"],
-            marker="o",
-            ms=3,
-            label=f"{name}: judge accuracy {s['first_third_mean']:.2f} -> {s['last_third_mean']:.2f} score, p={s['p_value']:.1g}",
+            moving_mean(acc, 5),
+            color=line.get_color(),
+            lw=2.5,
+            label=f"{name}: {a['first_third_mean']:.2f} -> {a['last_third_mean']:.2f} (first vs last third), "
+            f"p={a['p_value']:.2g}",
         )
-    title = "judge accuracy on the judged samples"
+    ax.axhline(result["chance"], color="grey", ls=":", lw=1, label="chance")
+    title = "judge accuracy on the judged samples (thick: mean of 5 steps)"
     if compare:
         title += f" ({result['judge_fault_rate']:.0%} of judge calls failing)"
     ax.set_title(title)
@@ -179,7 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rows", type=int, help="training rows (default: 4 per step, one epoch)")
     parser.add_argument("--warm-steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=5e-4, help="the actor's learning rate (constant)")
+    parser.add_argument("--lr", type=float, default=2.5e-4, help="the actor's learning rate (constant)")
+    parser.add_argument("--mini-batch", type=int, default=1, help="prompts per actor update (4 a step)")
     parser.add_argument("--compare", help="comma list of judge-error policies to run side by side: mask,score")
     parser.add_argument("--judge-fault-rate", type=float, default=0.0, help="share of judge calls that fail")
     args = parser.parse_args(argv)
@@ -217,9 +231,13 @@ def main(argv=None) -> int:
     }
     with FakeJudge(error_rate=args.judge_fault_rate, seed=0) as judge:
         for name in names:
-            # the tiny config's 1e-3 makes a visible step in 2 steps, and over 20 it shakes the
-            # output format apart; 5e-4 is constant for the whole run
-            overrides = [f"actor_rollout_ref.actor.optim.lr={args.lr}"]
+            # one prompt group per actor update: 4 updates a step for the compute of one (the
+            # tiny config's single update of 1e-3 shakes the output format apart within 10 steps);
+            # the learning rate is constant for the whole run
+            overrides = [
+                f"actor_rollout_ref.actor.optim.lr={args.lr}",
+                f"actor_rollout_ref.actor.ppo_mini_batch_size={args.mini_batch}",
+            ]
             if args.compare:
                 overrides.append(f"trainer.v1.medix.judge_errors={name}")
             if args.judge_fault_rate:

@@ -6,11 +6,10 @@ the right, PNG or JPEG); the question asks where the lesion is or what the modal
 reference answer carries the modality tag, as in the published data. It exists so the CPU recipe
 and the tests run the real data path with nothing downloaded.
 
-For learning curves, :func:`make_learnable_rows` is a second task: each question names an organ's
+For learning curves, :func:`make_learnable_rows` is a second task: the question names an organ's
 function and its answer follows from the question alone. A tiny policy taught the output format
-with answers drawn at random from four organs (:data:`LEARNABLE_ANSWERS`, two of which are never
-right) starts at 1 in 4 and can learn from the reward, in a few GRPO steps, which organs are
-right at all (1 in 2) and which question asks for which (1).
+with answers drawn at random from four organs (:data:`LEARNABLE_ANSWERS`) starts at 1 in 4 and
+can learn from the reward, in a few GRPO steps, which organ the question asks for.
 
     python -m medix_verl.devkit.synthetic --rows 16 --out raw/train.parquet --seed 0
 """
@@ -96,15 +95,12 @@ def make_rows(n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
     return rows
 
 
-#: the learnable task: two questions, each naming an organ's function; the reference is the organ
-#: and the modality of its (drawn) study, so both follow from the question
-LEARNABLE_QUESTIONS = {
-    "Heart": ("Which organ pumps blood around the body?", 0),
-    "Kidney": ("Which organ filters the blood to make urine?", 3),
-}
-#: the organs the warm start writes, at random: the two answers and two that are never right, so a
-#: policy starts at 1 in 4; learning which organs are ever right lifts it to 1 in 2, learning which
-#: question asks for which, to 1
+#: the learnable task: a question naming an organ's function; the reference is the organ and the
+#: modality of its (drawn) study. (Two questions were tried: in 30 steps the tiny policy learned
+#: which organs are ever right, then settled on one of them for both questions.)
+LEARNABLE_QUESTIONS = {"Kidney": ("Which organ filters the blood to make urine?", 3)}
+#: the organs the warm start writes, at random: the answer and three that are never right, so the
+#: policy starts at 1 in 4 and can learn from the reward alone which organ the question asks for
 LEARNABLE_ANSWERS = ("Heart", "Kidney", "Liver", "Lung")
 
 
@@ -113,8 +109,8 @@ def make_learnable_rows(n: int, seed: int = 0, prefix: str = "organ") -> list[di
     kinds (its modality tag in the reference) and a question whose answer is an organ.
 
     >>> rows = make_learnable_rows(16, seed=0)
-    >>> sorted({r["solution"].split("> ")[1] for r in rows})
-    ['Heart', 'Kidney']
+    >>> sorted({r["solution"] for r in rows})
+    ['<ULTRASOUND> Kidney']
     >>> rows[0]["solution"].startswith("<") and len(rows[0]["image"]) == 1
     True
     """
