@@ -1,6 +1,6 @@
 """Does training with the MediX reward learn? A learning curve of real GRPO steps on this CPU.
 
-    python benchmarks/learning_curve.py --workdir W [--steps 20]
+    python benchmarks/learning_curve.py --workdir W [--steps 24]
     python benchmarks/learning_curve.py --workdir W --compare mask,score --judge-fault-rate 0.3
 
 What runs: verl's ``main_ppo`` with the ``medix`` trainer on the CPU backend
@@ -189,7 +189,7 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--rows", type=int, help="training rows (default: 4 per step, one epoch)")
     parser.add_argument("--warm-steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=2.5e-4, help="the actor's learning rate (constant)")

@@ -82,6 +82,9 @@ def test_every_reward_part_logged_each_step(tiny_run):
         assert row["reward/samples"] == 16  # 4 prompts x 4 responses
         # the per-part means recombine into verl's own score mean (same samples, same weights)
         assert row["reward/score/mean"] == pytest.approx(row["critic/score/mean"], abs=1e-5)
+    # the reward workers' judge client, per replica (here one server), reaches the trainer's metrics
+    assert sum(row.get("judge/replica/0/requests", 0) for row in rows) > 0
+    assert rows[-1]["judge/replica/0/in_service"] == 1.0 and rows[-1]["judge/replica/0/errors"] == 0
     # the per-step lines the recipe prints
     assert "step 1: score" in proc.stdout and "weights:" in proc.stdout
 
@@ -275,7 +278,7 @@ def test_killed_run_resumes_with_the_same_command_and_logs_every_step_once(tiny_
 
         return [row["step"] for row in read_step_metrics(tmp_path / "verl_metrics.jsonl")]
 
-    with FakeJudge() as judge:
+    with FakeJudge() as judge, FakeJudge() as other_judge:  # a pool of two replicas
         cmd = [
             "bash",
             str(ROOT / "recipes" / "medix_r1_tiny_cpu.sh"),
@@ -286,7 +289,7 @@ def test_killed_run_resumes_with_the_same_command_and_logs_every_step_once(tiny_
             "--save-freq",
             "2",
             "--judge-url",
-            judge.url,
+            f"{judge.url},{other_judge.url}",
         ]
 
         def start():
@@ -329,6 +332,10 @@ def test_killed_run_resumes_with_the_same_command_and_logs_every_step_once(tiny_
     assert [row["step"] for row in rows] == [1, 2, 3, 4, 5]  # every step exactly once
     # the trainer's cumulative counts went on from the checkpoint instead of starting again
     assert [row["reward/total/samples"] for row in rows] == [16, 32, 48, 64, 80]
+    # both judge replicas served the run, and the trainer logged each
+    for i in (0, 1):
+        assert sum(row.get(f"judge/replica/{i}/requests", 0) for row in rows) > 0
+    assert judge.served > 0 and other_judge.served > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_code"] == 0 and summary["problems"] == [] and summary["weights"]["changed"] > 0
     # the data and the warm start were made once, by the fixture
@@ -339,5 +346,5 @@ def test_killed_run_resumes_with_the_same_command_and_logs_every_step_once(tiny_
     again = subprocess.run(cmd[:-2] + ["--judge-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True)
     assert again.returncode == 0 and "already finished: 5 steps" in again.stdout
     # another run in the same folder is refused, naming what differs
-    other = subprocess.run(cmd[:6] + ["6"] + cmd[7:], capture_output=True, text=True)
+    other = subprocess.run(cmd[:5] + ["6"] + cmd[6:], capture_output=True, text=True)
     assert other.returncode == 2 and "steps: 5 then, 6 now" in other.stdout and "--fresh" in other.stdout

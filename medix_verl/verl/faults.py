@@ -73,12 +73,13 @@ def _box(kind: str = "faults"):
         return None
 
 
-_published = {"at": 0.0, "box": None, "worker": None}
+_published = {"at": 0.0, "box": None, "looked_up": -1e9, "worker": None}
 
 
 def publish_judge_stats(client, *, every_s: float = 0.5, force: bool = False) -> None:
     """Send ``client``'s per-replica counts to the trainer (no-op outside a medix run; at most
-    every ``every_s`` seconds unless ``force``; never waits for the box)."""
+    every ``every_s`` seconds unless ``force``; never waits for the box). Reward workers can start
+    before the trainer opens the box: until it is found, it is looked up again every 10 s."""
     import os
     import time
 
@@ -86,10 +87,11 @@ def publish_judge_stats(client, *, every_s: float = 0.5, force: bool = False) ->
     if client is None or (not force and now - _published["at"] < every_s):
         return
     _published["at"] = now
-    if _published["box"] is None:
-        _published["box"] = _box("judge_stats") or False
+    if _published["box"] is None and now - _published["looked_up"] >= 10.0:
+        _published["looked_up"] = now
+        _published["box"] = _box("judge_stats")
         _published["worker"] = f"{os.uname().nodename}:{os.getpid()}"
-    if _published["box"]:
+    if _published["box"] is not None:
         _published["box"].update.remote(_published["worker"], client.pool.summary(counts=True))
 
 
