@@ -54,12 +54,22 @@ def _name(kind: str = "faults") -> str:
     return f"medix_reward_{kind}_{ray.get_runtime_context().get_job_id()}"
 
 
+#: the handles that created this job's boxes: Ray ends an actor when its creator's handles are
+#: gone (a handle got by name does not keep it), so they are kept for the life of the process
+_opened: dict[str, list] = {}
+
+
 def open_fault_box():
-    """Create this run's boxes (the trainer, once); returns the fault box's handle."""
+    """Create this run's boxes (the trainer, once; again in the same job: the same boxes);
+    returns the fault box's handle."""
     import ray
 
-    ray.remote(StatsBox).options(name=_name("judge_stats"), get_if_exists=True, num_cpus=0).remote()
-    return ray.remote(FaultBox).options(name=_name(), get_if_exists=True, num_cpus=0).remote()
+    job = _name()
+    if job not in _opened:
+        stats = ray.remote(StatsBox).options(name=_name("judge_stats"), get_if_exists=True, num_cpus=0).remote()
+        faults = ray.remote(FaultBox).options(name=job, get_if_exists=True, num_cpus=0).remote()
+        _opened[job] = [stats, faults]
+    return _opened[job][1]
 
 
 def _box(kind: str = "faults"):
@@ -92,7 +102,7 @@ def publish_judge_stats(client, *, every_s: float = 0.5, force: bool = False) ->
         _published["box"] = _box("judge_stats")
         _published["worker"] = f"{os.uname().nodename}:{os.getpid()}"
     if _published["box"] is not None:
-        _published["box"].update.remote(_published["worker"], client.pool.summary(counts=True))
+        _published["box"].update.remote(f"{_published['worker']}:{id(client)}", client.pool.summary(counts=True))
 
 
 def judge_stats(timeout: float = 30.0) -> dict[str, list[dict]]:
