@@ -159,6 +159,13 @@ class ReplicaPool:
 
     def acquire(self, exclude: Iterable[int] = ()) -> Replica | None:
         """The replica for the next attempt (counted as in flight), or None if none may be asked."""
+        if len(self.replicas) == 1:  # the hot path of one server: it is never out
+            replica = self.replicas[0]
+            if exclude and 0 in exclude:
+                return None
+            replica.in_flight += 1
+            replica.requests += 1
+            return replica
         options = self.candidates(exclude)
         if not options:
             return None
