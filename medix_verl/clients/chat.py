@@ -314,7 +314,9 @@ class ChatClient:
                 if err.transient and self.retry.should_retry(attempt):
                     self.stats.retries += 1
                     delay = self.retry.delay(attempt, getattr(err, "retry_after", None))
-                    await asyncio.sleep(max(delay, min(self.pool.next_probe_in(), self.retry.backoff_max)))
+                    if self.pool.all_out():  # none to ask: wait for the first that may be probed
+                        delay = max(delay, min(self.pool.next_probe_in(), self.retry.backoff_max))
+                    await asyncio.sleep(delay)
                     attempt += 1
                     tried.clear()
                     continue
