@@ -101,11 +101,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 async def check_judge_replicas(client, command: str) -> None:
     """Before any work, with several judge replicas: those that cannot be reached are named and
     left out (the others score); none reachable is :class:`ServerUnavailableError`."""
-    if client is None or len(client.pool) < 2:
+    if client is None:
         return
-    down = await client.check_replicas()
-    if len(down) == len(client.pool):
-        raise ServerUnavailableError("no judge replica answers: " + "; ".join(f"{url}: {error}" for url, error in down))
+    down = await client.check_pool()
     for url, error in down:
         print(
             f"{command}: warning: judge replica {url} does not answer ({error}); scoring with the other "

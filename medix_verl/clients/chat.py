@@ -267,6 +267,19 @@ class ChatClient:
                 self.pool.failed(replica, error, connect=True)
         return unreachable
 
+    async def check_pool(self) -> list[tuple[str, str]]:
+        """Before any work, with several replicas: :meth:`check_replicas`, and
+        :class:`ServerUnavailableError` naming each URL when none answers. Returns the
+        ``(url, error)`` of those left out (none for one server: it is not checked)."""
+        if len(self.pool) < 2:
+            return []
+        down = await self.check_replicas()
+        if len(down) == len(self.pool):
+            raise ServerUnavailableError(
+                f"no {self.role} replica answers: " + "; ".join(f"{url}: {error}" for url, error in down)
+            )
+        return down
+
     # ------------------------------------------------------------------ internals
     async def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()

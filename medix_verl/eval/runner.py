@@ -23,7 +23,7 @@ from pathlib import Path
 
 from data_prep.eval_sets import IMAGE_TASKS, TASKS, TEXT_TASKS
 
-from ..clients.chat import ChatClient, ChatRequestError, ServerUnavailableError, reply_text
+from ..clients.chat import ChatClient, ChatRequestError, reply_text
 from . import consistency, stats
 from .protocols import JudgeProtocol, get_protocol
 from .runstate import LOG_NAME, FolderLock, SampleLog, check_fingerprint, file_sha256
@@ -331,14 +331,9 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
 
     started = time.perf_counter()
     try:
-        if len(judge.pool) > 1:  # replicas that cannot be reached are left out (all: the run stops)
-            down = await judge.check_replicas()
-            if len(down) == len(judge.pool):
-                raise ServerUnavailableError(
-                    "no judge replica answers: " + "; ".join(f"{url}: {error}" for url, error in down)
-                )
-            for url, error in down:
-                print(f"medix-verl eval: warning: judge replica {url} does not answer ({error})", file=sys.stderr)
+        # replicas that cannot be reached are left out (all: the run stops)
+        for url, error in await judge.check_pool():
+            print(f"medix-verl eval: warning: judge replica {url} does not answer ({error})", file=sys.stderr)
         await asyncio.gather(*(one(s) for s in todo))
     finally:
         for bar in bars.values():
