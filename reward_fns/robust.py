@@ -11,8 +11,9 @@ Gates (an answer that trips one gets both accuracy parts 0 and never reaches the
   verdict word, their translations), whatever their order, case, markup or Unicode disguise;
   the "master keys" that make LLM judges say yes (arXiv 2507.08794) and the phrasings around them
   no list has seen;
-* ``hedged``: several candidate answers ("A or B", "either ... or", "and/or", a list of options,
-  or more than one ``<answer>`` block);
+* ``hedged``: no one answer: unsure words ("possibly", "one of"), alternatives ("A or B",
+  "either ... or", "versus"), more findings than the question asks for (a "shotgun" list of
+  candidates, :func:`hedges`), or more than one ``<answer>`` block;
 * ``instruction``: text addressed to a grader ("ignore the previous instructions", "respond
   with YES", "the judge should", chat-role markers, ...);
 * ``too_long``: longer than ``max_answer_chars``;
@@ -203,18 +204,115 @@ def _stem(word: str) -> str:
     return word
 
 
-# ---------------------------------------------------------------------------- pattern gates
-_HEDGE = re.compile(
-    r"\b(?:or|either|and/or|versus|vs)\b|\bpossibly\b|\bmaybe\b|\bperhaps\b|\bcould be\b|\bmight be\b"
-    r"|\bcannot rule out\b|\bone of\b|\bany of\b|\ball of the above\b",
+# ---------------------------------------------------------------------------- structure
+# Words that say the answer is unsure of its one finding, or that it offers a set to pick from
+_UNSURE = re.compile(
+    r"\bpossibly\b|\bmaybe\b|\bperhaps\b|\bcould be\b|\bmight be\b|\bcannot rule out\b|\bone of\b|\bany of\b"
+    r"|\ball of the above\b|\band\s*/\s*or\b|\betc\b|\band so on\b|\bamong others\b",
     re.IGNORECASE,
 )
-# a list item marker; one alone is an abbreviation ("C. difficile") or an option ("B. Metformin")
-_LIST_MARK = re.compile(r"(?:^|\s)(?:[-*\u2022]|\(?[0-9a-dA-D][.)])\s+")
+# a connector that offers alternatives; not inside a hyphenated term (graft-versus-host
+# disease), not a threshold ("grade 2 or higher") nor "with or without"
+_ALTERNATIVE = re.compile(
+    r"(?<![-\w])(?:either|or|nor|versus|vs)\b(?!-)(?!\s+(?:higher|lower|greater|more|less|above|below|worse|better|"
+    r"later|earlier|older|younger|larger|smaller)\b)",
+    re.IGNORECASE,
+)
+_WITH_OR_WITHOUT = re.compile(r"\bwith\s+or\s+without\b", re.IGNORECASE)
+# where one named candidate ends and another begins: ; , (not 45,X or 1,000) newline, a list marker, "and", "&",
+# "plus", "as well as", and a slash between words (not 5 mg/kg, C5/C6 or 130/80)
+_SEPARATOR = re.compile(
+    r"[;\n]|(?<!\d),|,(?=\s)|(?:^|\s)(?:[-*\u2022]|\(?[0-9a-eA-E][.)])\s+|\s(?:and|&|plus|as well as)\s"
+    r"|(?<=[^\W\d_]{4})\s*/\s*(?=[^\W\d_]{4})",
+    re.IGNORECASE,
+)
+# a segment that starts with one of these qualifies the finding before it ("pneumonia, left
+# lower lobe", "effusion, likely secondary to heart failure", "fracture, with displacement")
+_QUALIFIER = frozenset(
+    """with without likely probably secondary due consistent suggestive compatible in on at of involving affecting
+    from causing caused associated measuring left right bilateral upper lower middle anterior posterior lateral
+    medial proximal distal superior inferior mild moderate severe small large grade stage type status post most
+    more less iv im po sc which that""".split()
+)
+_NUMBER_WORDS = {"two": 2, "both": 2, "three": 3, "four": 4, "five": 5, "six": 6, "2": 2, "3": 3, "4": 4, "5": 5}
+_PLURAL_ASK = re.compile(
+    r"\b(?:what|which)\s+(?:are|were)\b|\b(?:findings|abnormalities|structures|organs|features|signs|lesions|"
+    r"diagnoses|causes|complications|conditions|diseases|symptoms|abnormal findings)\b|\blist\b|\bname (?:the|all)\b",
+    re.IGNORECASE,
+)
+_COUNT_ASK = re.compile(r"\b(two|both|three|four|five|six|[2-6])\b", re.IGNORECASE)
+
+
+def candidates(answer: str, *, question: str | None = None, reference: str | None = None) -> list[str]:
+    """The distinct findings ``answer`` names, one string each: its segments between separators
+    (``;`` ``,`` new lines, list markers, "and", a slash between words), a segment that only
+    qualifies the one before it (a side, a cause, a grade) joined to it, and segments that commit
+    to nothing (:func:`commitment`) left out.
+
+    >>> candidates("Cardiomegaly; pleural effusion"), candidates("Pneumonia, left lower lobe")
+    (['cardiomegaly', 'pleural effusion'], ['pneumonia left lower lobe'])
+    >>> len(candidates("pneumonia, edema, effusion, atelectasis, mass, nodule"))
+    6
+    >>> candidates("Graft-versus-host disease"), candidates("5 mg/kg")
+    (['graft-versus-host disease'], ['5 mg/kg'])
+    """
+    found: list[str] = []
+    for raw in _SEPARATOR.split(_fold(answer)):
+        segment = raw.strip(" .:!*()[]\"'`")
+        if not segment:
+            continue
+        words = _WORD.findall(segment)
+        if found and words and words[0] in _QUALIFIER:
+            found[-1] = f"{found[-1]} {segment}"
+            continue
+        if commitment(segment, question=question, reference=reference) is None:
+            continue
+        if segment not in found:
+            found.append(segment)
+    return found
+
+
+def asked_for(question: str | None, reference: str | None) -> int:
+    """How many findings an answer may name: the number the question asks for ("name two"), two
+    for a question asking for several ("What are the findings?"), else one; never fewer than the
+    reference names.
+
+    >>> asked_for("What is the diagnosis?", "Pneumonia"), asked_for("Name two findings", "x")
+    (1, 2)
+    >>> asked_for("What abnormalities are seen?", "cardiomegaly, effusion and edema")
+    3
+    """
+    q = question or ""
+    count = _COUNT_ASK.search(q)
+    wanted = _NUMBER_WORDS[count.group(1).lower()] if count else (2 if _PLURAL_ASK.search(q) else 1)
+    return max(wanted, len(candidates(reference or "")) if reference else 1)
+
+
+def hedges(answer: str, *, question: str | None = None, reference: str | None = None) -> bool:
+    """Does ``answer`` fail to commit to one answer: unsure words ("possibly", "one of", "etc"),
+    alternatives ("A or B", "either", "versus"; not a threshold "grade 2 or higher", not a
+    hyphenated term), or more findings than the question asks for (:func:`asked_for`), e.g. a
+    "shotgun" list of candidates of which the reference names one.
+
+    >>> hedges("pneumonia or edema"), hedges("Grade 2 or higher"), hedges("Graft-versus-host disease")
+    (True, False, False)
+    >>> hedges("pneumonia, edema, effusion", reference="pneumonia")
+    True
+    >>> hedges("Cardiomegaly; pleural effusion", question="What are the findings?", reference="cardiomegaly and effusion")
+    False
+    """
+    if _UNSURE.search(answer):
+        return True
+    if _ALTERNATIVE.search(_WITH_OR_WITHOUT.sub(" ", answer)):
+        return True
+    return len(candidates(answer, question=question, reference=reference)) > asked_for(question, reference)
+
+
+# ---------------------------------------------------------------------------- pattern gates
 _INSTRUCTION = re.compile(
     r"\bignore\b[^\n]{0,40}\b(?:instruction|prompt|above|previous|rules)"
     r"|\b(?:respond|reply|answer|output|say|print|return|write)\s+(?:with\s+|only\s+)?[\"'`]?(?:yes|no)\b"
-    r"|\b(?:grader|judge|evaluator|assessor|reviewer|grading|evaluation instructions?)\b"
+    r"|\b(?:grader|judge|evaluator|assessor|reviewer|(?:grading|evaluation) instructions?)\b"
     r"|\bmark (?:this|it|the answer) (?:as )?(?:correct|right)\b"
     r"|\b(?:is|are) (?:correct|right|equivalent)\b[^\n]{0,30}\b(?:ground truth|reference)\b"
     r"|(?:^|\n)\s*(?:system|assistant|user|human)\s*:|<\|?(?:im_start|im_end|system|assistant|user)\|?>"
@@ -234,7 +332,8 @@ def gate_answer(
 ) -> str | None:
     """The first gate an answer trips, or None for an answer that may be judged. Every check sees
     the answer after :func:`normalize_answer`. ``question`` and ``reference`` (when known) tell
-    which kinds of short answer are answers here (yes/no, a side, a number, an option letter)."""
+    which kinds of short answer are answers here (yes/no, a side, a number, an option letter) and
+    how many findings an answer may name (:func:`hedges`)."""
     stripped = normalize_answer(answer).strip()
     if not stripped:
         return "empty"
@@ -252,12 +351,7 @@ def gate_answer(
     yes_no_maybe = plain in _YES_NO and (
         bool(_YES_NO_QUESTION.search(question or "")) or bool(set(_WORD.findall(_fold(reference or ""))) & _YES_NO)
     )
-    if not yes_no_maybe and (
-        _HEDGE.search(stripped)
-        or len(_LIST_MARK.findall(stripped)) >= 2
-        or stripped.count(";") >= 1
-        or stripped.count(",") >= 3
-    ):
+    if not yes_no_maybe and hedges(stripped, question=question, reference=reference):
         return "hedged"
     if stripped.endswith("?"):
         return "placeholder"

@@ -32,7 +32,7 @@ def test_the_corpora_are_what_they_say():
     assert len([r for r in LEGIT if r["family"] == "legit"]) >= 300
     assert len([r for r in NON if r["family"] != "unseen"]) >= 300
     families = Counter(r["family"] for r in NON)
-    assert {"opener", "step_marker", "verdict", "punctuation", "translation", "unseen"} <= set(families)
+    assert {"opener", "step_marker", "verdict", "punctuation", "translation", "shotgun", "unseen"} <= set(families)
     disguised = [r for r in NON if r["answer"] != normalize_answer(r["answer"])]
     assert len(disguised) >= 60  # zero-width, full-width and look-alike variants are in it
 
@@ -42,6 +42,34 @@ def test_the_rules_alone_meet_both_targets_on_the_families():
     credited = [r["answer"] for r in NON if r["family"] != "unseen" and not rule_gate(r)]
     assert len(refused) / len(LEGIT) < 0.01, refused
     assert len(credited) / len(NON) < 0.01, credited
+
+
+def test_structure_not_words_none_refused_none_credited():
+    """Hedge and instruction words inside a medical term or a grading, findings the question asks
+    for separated by punctuation: judged. A shotgun list around the reference's finding: refused."""
+    legit = [r for r in LEGIT if r["family"] == "structure"]
+    shotgun = [r for r in NON if r["family"] == "shotgun"]
+    assert len(legit) >= 40 and len(shotgun) >= 90
+    assert [(r["answer"], rule_gate(r)) for r in legit if rule_gate(r)] == []
+    assert [r["answer"] for r in shotgun if rule_gate(r) != "hedged"] == []
+
+
+@pytest.mark.parametrize(
+    "answer, question, reference, gate",
+    [
+        ("Graft-versus-host disease", "What complication?", "GVHD", None),
+        ("Gleason grading 3+4", "What is the grade?", "3+4", None),
+        ("Grade 2 or higher", "What grade?", "grade 2", None),
+        ("Pneumonia, left lower lobe", "What is the diagnosis?", "pneumonia", None),
+        ("Liver; spleen", "Name the two organs shown.", "liver and spleen", None),
+        ("Liver; spleen; kidney", "Name the two organs shown.", "liver and spleen", "hedged"),
+        ("pneumonia, effusion", "What is the diagnosis?", "pneumonia", "hedged"),
+        ("pneumonia / edema / effusion", "What is the diagnosis?", "pneumonia", "hedged"),
+        ("45,X", "What is the karyotype?", "45,X", None),
+    ],
+)
+def test_the_gate_counts_candidates_against_what_is_asked(answer, question, reference, gate):
+    assert rf.gate_answer(answer, question=question, reference=reference) == gate
 
 
 @pytest.mark.parametrize(

@@ -313,6 +313,72 @@ UNSEEN_ANSWERS = [
 
 UNSEEN_QUESTION = ("What is the most likely diagnosis?", "Acute appendicitis")
 
+# Structure, not words. Legitimate answers in which a hedge or instruction word is part of a
+# medical term or a grading, and answers naming the findings a question asks for, separated by
+# punctuation ("structure" family of the legitimate corpus)
+TERMS_WITH_HEDGE_WORDS = [
+    ("What complication developed after the bone marrow transplant?", "Graft-versus-host disease"),
+    ("What is the diagnosis?", "Acute graft-versus-host disease of the skin"),
+    ("What rejection pattern is this?", "Host-versus-graft reaction"),
+    ("What grade is the reflux?", "Grade 2 or higher"),
+    ("What is the Gleason grading?", "Gleason grading 3+4"),
+    ("How is this tumour graded?", "WHO grading: grade II"),
+    ("What stage is the disease?", "Stage IIIA or above"),
+    ("What is the indicated imaging?", "CT with or without contrast"),
+    ("What severity is the stenosis?", "Moderate or greater stenosis"),
+    ("What age group is affected?", "Age 65 or older"),
+    ("What is the reference range?", "5 mm or less"),
+    ("Which protocol was used?", "Fuhrman grading system, grade 3"),
+    ("What type of Salter-Harris fracture is this?", "Salter-Harris type II"),
+    ("What is the diagnosis?", "Orthostatic hypotension"),
+    ("What is the pattern of injury?", "Coup-contrecoup injury"),
+    ("Which score is used?", "Judgement of line orientation test"),
+    ("What is the lesion?", "Osteochondroma"),
+    ("What disease is shown?", "Oral lichen planus"),
+]
+# (question asking for several findings, reference naming them, answers naming the same ones)
+SEVERAL_FINDINGS = [
+    ("What are the two main findings?", "Cardiomegaly and pleural effusion",
+     ["Cardiomegaly; pleural effusion", "Cardiomegaly, pleural effusion", "Cardiomegaly / pleural effusion",
+      "1. Cardiomegaly 2. Pleural effusion", "- cardiomegaly\n- pleural effusion", "Pleural effusion and cardiomegaly"]),
+    ("Which abnormalities are seen?", "Pneumothorax and rib fracture",
+     ["Pneumothorax; rib fracture", "Rib fracture, pneumothorax", "Pneumothorax with a rib fracture",
+      "Right pneumothorax and right rib fracture"]),
+    ("Name the two organs shown.", "Liver and spleen",
+     ["Liver, spleen", "Liver; spleen", "Liver and spleen", "Spleen / liver"]),
+    ("What are the findings?", "Consolidation, air bronchograms",
+     ["Consolidation; air bronchograms", "Consolidation with air bronchograms", "Air bronchograms, consolidation"]),
+    ("What are the three components of the triad?", "Hypotension, jugular venous distension, muffled heart sounds",
+     ["Hypotension, JVD, muffled heart sounds", "Hypotension; jugular venous distension; muffled heart sounds",
+      "1) hypotension 2) jugular venous distension 3) muffled heart sounds"]),
+    ("What is the diagnosis?", "Pneumonia",
+     ["Pneumonia, left lower lobe", "Pneumonia, likely bacterial", "Pneumonia, with small effusion",
+      "Pneumonia in the left lower lobe, mild"]),
+    ("What is the dose?", "5 mg/kg IV",
+     ["5 mg/kg, IV", "5 mg/kg IV", "5 mg/kg intravenously"]),
+    ("Which vertebral levels are involved?", "C5 and C6",
+     ["C5, C6", "C5/C6", "C5-C6", "C5 and C6"]),
+]
+# (question, reference, other candidates a "shotgun" answer adds around the reference's finding)
+SHOTGUN = [
+    ("What is the most likely diagnosis?", "Pneumonia",
+     ["atelectasis", "pulmonary edema", "pleural effusion", "lung abscess", "lung cancer", "tuberculosis"]),
+    ("What is the abnormality?", "Pneumothorax",
+     ["pleural effusion", "rib fracture", "emphysema", "bulla", "hemothorax"]),
+    ("What organ is enlarged?", "Spleen", ["liver", "kidney", "pancreas", "gallbladder", "heart"]),
+    ("What is the diagnosis?", "Acute appendicitis",
+     ["diverticulitis", "ovarian torsion", "ectopic pregnancy", "kidney stone", "cholecystitis", "colitis"]),
+    ("What organism is responsible?", "Staphylococcus aureus",
+     ["Streptococcus pneumoniae", "E. coli", "Pseudomonas", "Klebsiella", "Haemophilus influenzae"]),
+    ("Which bone is fractured?", "Scaphoid", ["lunate", "radius", "ulna", "hamate", "trapezium"]),
+    ("What is the most appropriate next step?", "CT angiography",
+     ["MRI", "ultrasound", "chest X-ray", "D-dimer", "echocardiography"]),
+    ("What type of hemorrhage is shown?", "Epidural hematoma",
+     ["subdural hematoma", "subarachnoid hemorrhage", "intraparenchymal hemorrhage", "intraventricular hemorrhage"]),
+]
+SHOTGUN_FORMS = [", ", "; ", "\n", "\n- ", " / ", ", and "]
+
+
 
 def legit_rows() -> list[dict]:
     """Each reference as a prediction (the form a policy would answer in), and a few natural
@@ -323,8 +389,31 @@ def legit_rows() -> list[dict]:
         variants = {ref, ref.rstrip(".") + ".", ref[:1].upper() + ref[1:]}
         for answer in sorted(variants):
             rows.append({"question": q, "reference": ref, "answer": answer, "family": "legit"})
+    for q, answer in TERMS_WITH_HEDGE_WORDS:
+        rows.append({"question": q, "reference": answer, "answer": answer, "family": "structure"})
+    for q, ref, answers in SEVERAL_FINDINGS:
+        rows += [{"question": q, "reference": ref, "answer": a, "family": "structure"} for a in answers]
     q, ref = UNSEEN_QUESTION
     rows += [{"question": q, "reference": ref, "answer": a, "family": "unseen"} for a in UNSEEN_ANSWERS]
+    return rows
+
+
+def shotgun_rows(rng: random.Random) -> list[dict]:
+    """Lists of three or more candidates, the reference's finding among them, in the list forms
+    a policy writes (commas, semicolons, lines, bullets, slashes, a closing "and")."""
+    rows = []
+    for q, ref, others in SHOTGUN:
+        for form in SHOTGUN_FORMS:
+            for size in (3, 5):
+                items = rng.sample(others, min(size - 1, len(others))) + [ref]
+                rng.shuffle(items)
+                if form == ", and ":
+                    text = ", ".join(items[:-1]) + " and " + items[-1]
+                elif form == "\n- ":
+                    text = "- " + form.join(items)
+                else:
+                    text = form.join(items)
+                rows.append({"question": q, "reference": ref, "answer": text, "family": "shotgun"})
     return rows
 
 
@@ -425,6 +514,7 @@ def non_answer_rows(seed: int = 2507) -> list[dict]:
                 seen.add(text)
                 q, ref = rng.choice(questions)
                 rows.append({"question": q, "reference": ref, "answer": text, "family": family})
+    rows += shotgun_rows(rng)
     q, ref = UNSEEN_QUESTION
     rows += [{"question": q, "reference": ref, "answer": a, "family": "unseen"} for a in UNSEEN_NON_ANSWERS]
     return rows
