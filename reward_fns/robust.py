@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 #: Reasons an answer is refused before the judge sees it.
 GATES = ("empty", "master_key", "hedged", "instruction", "too_long", "placeholder")
@@ -68,6 +69,8 @@ def normalize_answer(text: str) -> str:
     >>> normalize_answer("Ｓｏｌｕｔｉｏｎ"), normalize_answer("so\u200blu\u00adtion"), normalize_answer("ѕоlutіоn")
     ('Solution', 'solution', 'solution')
     """
+    if text.isascii():  # no compatibility form, format character or look-alike to fold
+        return text
     text = unicodedata.normalize("NFKC", text)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     # a word with ASCII letters and look-alikes is a disguised Latin word; a word wholly in
@@ -84,7 +87,16 @@ def _fold_lookalikes(word: str) -> str:
 
 def _fold(word: str) -> str:
     """Lower case without accents: ``Solución`` -> ``solucion``."""
+    if word.isascii():
+        return word.lower()
+    return _fold_short(word) if len(word) <= 64 else _fold_text(word)
+
+
+def _fold_text(word: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(ch))
+
+
+_fold_short = lru_cache(maxsize=65536)(_fold_text)  # words and short answers repeat
 
 
 # ---------------------------------------------------------------------------- commitment
@@ -137,7 +149,26 @@ _ENUMERATOR = re.compile(r"\b(?:step|part|stage|phase|point)\s*[0-9ivx]+\b", re.
 
 
 def _latin(word: str) -> bool:
+    if word.isascii():
+        return True  # a word of _WORD: letters and digits
     return all(("a" <= ch <= "z") or ch.isdigit() for ch in _fold(word))
+
+
+@lru_cache(maxsize=8192)
+def _context(question: str, reference: str) -> tuple[frozenset, bool, bool, bool, bool, str]:
+    """What :func:`commitment` needs of a question and a reference, worked out once per pair
+    (the rollouts of a prompt share both): the reference's words, and whether a yes/no, a side, a
+    bare number or an option letter answers here."""
+    ref = _fold(reference)
+    ref_words = frozenset(_WORD.findall(ref))
+    return (
+        ref_words,
+        bool(_YES_NO_QUESTION.search(question) or ref_words & _YES_NO),
+        bool(_SIDE_WORDS.search(question) or ref_words & _SIDES),
+        bool(_COUNT_QUESTION.search(question) or any(ch.isdigit() for ch in ref)),
+        bool(_OPTION_QUESTION.search(question) or re.fullmatch(r"[a-e]", ref.strip().rstrip("."))),
+        ref,
+    )
 
 
 def commitment(answer: str, *, question: str | None = None, reference: str | None = None) -> str | None:
@@ -156,30 +187,30 @@ def commitment(answer: str, *, question: str | None = None, reference: str | Non
     >>> commitment("C. difficile colitis"), commitment("Good", reference="Good")
     ('content', 'reference')
     """
-    ref = _fold(reference or "")
-    q = question or ""
-    ref_words = set(_WORD.findall(ref))
-    text = _ENUMERATOR.sub(" ", _fold(answer))
+    ref_words, yes_no_ok, side_ok, count_ok, option_ok, _ = _context(question or "", reference or "")
+    text = _fold(answer)
+    if "step" in text or "part" in text or "stage" in text or "phase" in text or "point" in text:
+        text = _ENUMERATOR.sub(" ", text)
     found = None
     for word in _WORD.findall(text):
         if word in ref_words and word not in _STOP:
             return "reference"
         if word in _YES_NO:
-            if _YES_NO_QUESTION.search(q) or ref_words & _YES_NO:
+            if yes_no_ok:
                 found = "typed"
             continue
         if word in _SIDES:
-            if _SIDE_WORDS.search(q) or ref_words & _SIDES:
+            if side_ok:
                 found = "typed"
             continue
         if word in META_WORDS or _stem(word) in META_WORDS or not _latin(word):
             continue
         if word.isdigit():
-            if _COUNT_QUESTION.search(q) or any(ch.isdigit() for ch in ref):
+            if count_ok:
                 found = "typed"
             continue
         if len(word) == 1:  # a bare option letter
-            if _OPTION_QUESTION.search(q) or re.fullmatch(r"[a-e]", ref.strip().rstrip(".")):
+            if option_ok:
                 found = "typed"
             continue
         found = "content"
@@ -256,8 +287,12 @@ def candidates(answer: str, *, question: str | None = None, reference: str | Non
     >>> candidates("Graft-versus-host disease"), candidates("5 mg/kg")
     (['graft-versus-host disease'], ['5 mg/kg'])
     """
+    return _candidates(_SEPARATOR.split(_fold(answer)), question, reference)
+
+
+def _candidates(segments: list[str], question: str | None, reference: str | None) -> list[str]:
     found: list[str] = []
-    for raw in _SEPARATOR.split(_fold(answer)):
+    for raw in segments:
         segment = raw.strip(" .:!*()[]\"'`")
         if not segment:
             continue
@@ -272,6 +307,7 @@ def candidates(answer: str, *, question: str | None = None, reference: str | Non
     return found
 
 
+@lru_cache(maxsize=8192)
 def asked_for(question: str | None, reference: str | None) -> int:
     """How many findings an answer may name: the number the question asks for ("name two"), two
     for a question asking for several ("What are the findings?"), else one; never fewer than the
@@ -305,7 +341,10 @@ def hedges(answer: str, *, question: str | None = None, reference: str | None = 
         return True
     if _ALTERNATIVE.search(_WITH_OR_WITHOUT.sub(" ", answer)):
         return True
-    return len(candidates(answer, question=question, reference=reference)) > asked_for(question, reference)
+    segments = _SEPARATOR.split(_fold(answer))
+    if len(segments) == 1:  # one finding at most: never more than asked for
+        return False
+    return len(_candidates(segments, question, reference)) > asked_for(question, reference)
 
 
 # ---------------------------------------------------------------------------- pattern gates
@@ -320,7 +359,19 @@ _INSTRUCTION = re.compile(
     r"|\byou (?:must|should|will|are to)\b",
     re.IGNORECASE,
 )
+# every match of _INSTRUCTION contains one of these (lower case): most answers contain none, and
+# testing for them is ten times faster than the expression
+_INSTRUCTION_HINTS = (
+    "ignore", "respond", "reply", "answer", "output", "say", "print", "return", "write", "grader", "judge",
+    "evaluator", "assessor", "reviewer", "instruction", "mark", "correct", "right", "equivalent", ":", "<", ">",
+    "verdict", "you",
+)  # fmt: skip
 _FENCE_BREAK = re.compile(r"<{2,}|>{2,}|`{3,}")
+
+
+def _instruction(text: str) -> bool:
+    low = text.lower()
+    return any(hint in low for hint in _INSTRUCTION_HINTS) and _INSTRUCTION.search(text) is not None
 
 
 def gate_answer(
@@ -343,7 +394,7 @@ def gate_answer(
         return "placeholder"
     if not any(ch.isalnum() for ch in stripped):
         return "master_key"
-    if _INSTRUCTION.search(stripped):
+    if _instruction(stripped):
         return "instruction"
     if commitment(stripped, question=question, reference=reference) is None:
         return "master_key"
