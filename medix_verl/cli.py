@@ -1,6 +1,7 @@
 """``medix-verl`` command line.
 
 medix-verl score IN.jsonl -o OUT.jsonl --judge-url URL --judge-model NAME --embed-model PATH_OR_ID
+medix-verl audit ROWS -o DIR --judge-url URL [--fail-above 0.1]   (the robust gates in shadow)
 """
 
 from __future__ import annotations
@@ -95,6 +96,66 @@ def _cmd_score(args: argparse.Namespace) -> int:
             handle.write(json.dumps({**row, **result}, ensure_ascii=False) + "\n")
     tmp.replace(out)
     _print_summary(scorer, len(rows), elapsed)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .reward.audit import audit_record, read_audit_rows, summarize, table
+    from .reward.scorer import MedixScorer
+    from .reward.settings import RewardSettings, kwargs_from_args
+
+    try:
+        rows = read_audit_rows(args.input)
+    except InputError as exc:
+        print(f"medix-verl audit: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.fail_above is not None and not 0.0 <= args.fail_above <= 1.0:
+        print(f"medix-verl audit: --fail-above must be a rate in [0, 1], got {args.fail_above}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        settings = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"medix-verl audit: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    scorer = MedixScorer(settings)
+
+    async def run():
+        try:
+            await check_judge_replicas(scorer.judge, "medix-verl audit")
+            return await scorer.score_many(rows, detailed=True)
+        finally:
+            await scorer.aclose()
+
+    started = time.perf_counter()
+    try:
+        scored = asyncio.run(run())
+    except ServerUnavailableError as exc:
+        print(f"medix-verl audit: judge failed: {exc}", file=sys.stderr)
+        return EXIT_JUDGE
+    except EmbedderError as exc:
+        print(f"medix-verl audit: embedder failed: {exc}", file=sys.stderr)
+        return EXIT_EMBED
+    records = [
+        audit_record(row, result, sample, settings.max_answer_chars)
+        for row, (result, sample) in zip(rows, scored, strict=True)
+    ]
+    summary = summarize(records, preset=settings.preset)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "rows.jsonl.tmp", "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (out / "rows.jsonl.tmp").replace(out / "rows.jsonl")
+    (out / "audit.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print(table(summary), file=sys.stderr)
+    _print_summary(scorer, len(rows), time.perf_counter() - started)
+    if args.fail_above is not None and summary["rate"] > args.fail_above:
+        print(
+            f"medix-verl audit: rate {summary['rate']:.3f} of credited answers flagged is above --fail-above "
+            f"{args.fail_above:g}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -271,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     reward_settings.add_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
+
+    a = sub.add_parser(
+        "audit",
+        help="reward-hacking audit of rollouts on disk: score under a preset, the robust gates in shadow",
+    )
+    a.add_argument(
+        "input",
+        help="JSONL rows as `score` reads them (with 'id'), or verl's trainer.rollout_data_dir (a folder or one "
+        "<step>.jsonl)",
+    )
+    a.add_argument("-o", "--output", required=True, help="folder: rows.jsonl and audit.json")
+    a.add_argument(
+        "--fail-above", type=float, help="exit 1 when the share of credited answers the gates flag is above this"
+    )
+    reward_settings.add_arguments(a)
+    a.set_defaults(func=_cmd_audit)
 
     c = sub.add_parser("calibrate-embed", help="ROC and best embedding threshold on labelled answer pairs")
     c.add_argument("--pairs", help="JSONL of {a, b, same: 0|1, category}; default: the shipped medical pair set")

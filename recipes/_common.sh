@@ -19,6 +19,8 @@
 #                (replicas = JUDGE_GPUS x JUDGE_NODES / JUDGE_TP, behind verl's least-loaded router)
 #   JUDGE_MAX_MODEL_LEN  the verl-managed judge's context [2048, as recipes/serve_judge.sh]
 #   EMBED_MODEL  [abhinand/MedEmbed-large-v0.1]   PRESET [paper]
+#   ADV          gdpo: verl's GDPO over the preset's parts with its weights (opt-in; not the paper's
+#                setting, which adds the parts before GRPO's group normalisation) [unset: the recipe's]
 #   EXPERIMENT   experiment name [recipe name]
 #   CKPT_DIR     checkpoints, one folder per run name [$PWD/checkpoints/$EXPERIMENT]; a run started
 #                again with the same EXPERIMENT resumes from its latest checkpoint (resume_mode=auto).
@@ -92,6 +94,16 @@ case "$JUDGE" in
     )
     ;;
   *) echo "JUDGE must be 'server' or 'verl', got '$JUDGE'" >&2; exit 2 ;;
+esac
+
+# ADV=gdpo (opt-in, not the paper's setting): verl's GDPO with the preset's parts and weights
+case "${ADV:-}" in
+  "") ;;
+  gdpo)
+    GDPO_ARGS=$("$PY" -m medix_verl.verl.gdpo "$PRESET") || exit 2
+    while IFS= read -r line; do ARGS+=("$line"); done <<< "$GDPO_ARGS"
+    ;;
+  *) echo "ADV must be gdpo (or unset: the recipe's estimator), got '$ADV'" >&2; exit 2 ;;
 esac
 
 if [ "${MEDIX_PRINT_OVERRIDES:-0}" = 1 ]; then  # the recipe's overrides, one per line (tests)

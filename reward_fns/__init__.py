@@ -23,6 +23,7 @@ from .composite import (
     assemble,
     prepare,
     score_without_models,
+    shadow_gate,
 )
 from .judge_prompt import PAPER_JUDGE_PARAMS, PAPER_JUDGE_TEMPLATE, paper_judge_messages
 from .parts import BUILTIN_PARTS, RESULT_KEYS, check_parts_known, evaluate_part, registered_parts, reward_part
@@ -87,6 +88,7 @@ __all__ = [
     "robust_format_reward",
     "robust_judge_messages",
     "score_without_models",
+    "shadow_gate",
     "strict_verdict",
     "validate_weights",
     "yes_probability",

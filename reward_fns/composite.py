@@ -10,6 +10,7 @@ from typing import Any, Union
 
 from . import rules
 from .presets import PAPER, Preset
+from .robust import DEFAULT_MAX_ANSWER_CHARS, gate_answer
 from .weights import PAPER_WEIGHTS, WeightTree, combine
 
 # How the accuracy parts of a sample are decided.
@@ -138,6 +139,28 @@ def assemble(
     for key in gate_keys:
         result[key] = 1.0 if sample.gate is not None and key == f"gate_{sample.gate}" else 0.0
     return result
+
+
+def shadow_gate(sample: PreparedSample, *, max_answer_chars: Union[int, None] = None) -> Union[str, None]:
+    """The gate the ``robust`` preset would refuse this sample's answer with, whatever preset
+    prepared it (its reward is not changed): the hack alarm of a run under the release's preset.
+    None for an answer the gates let through, and for a sample without a reference.
+
+    >>> shadow_gate(prepare("<X_RAY><thinking>r</thinking><answer>Let me think step by step</answer>", "<X_RAY> Pneumonia"))
+    'master_key'
+    >>> shadow_gate(prepare("<X_RAY><thinking>r</thinking><answer>Pneumonia</answer>", "<X_RAY> Edema")) is None
+    True
+    """
+    if sample.reference is None:
+        return None
+    if sample.normalized.count("<answer>") > 1:
+        return "hedged"
+    return gate_answer(
+        sample.answer,
+        question=sample.question,
+        reference=sample.reference,
+        max_answer_chars=max_answer_chars or DEFAULT_MAX_ANSWER_CHARS,
+    )
 
 
 def score_without_models(sample: PreparedSample, weights: WeightTree = PAPER_WEIGHTS) -> dict[str, float]:

@@ -61,3 +61,54 @@ def test_the_policy_setting_is_checked():
     cfg.trainer.v1.medix.judge_errors = "zero"
     with pytest.raises(ValueError, match="judge_errors must be one of"):
         judge_error_policy(cfg)
+
+
+def gdpo(parts_by_row, uids, masked=()):
+    """verl's real GDPO through compute_advantage_for_multi_trajectories, as the medix trainer
+    calls it: parts filled in (gdpo.with_parts), optionally through the mask."""
+    from omegaconf import OmegaConf
+    from verl import DataProto
+    from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+
+    from medix_verl.verl import gdpo as medix_gdpo
+    from medix_verl.verl.trainer import gdpo_parts, mask_rows
+
+    n, length = len(uids), 3
+    keys = [f"{u}_{i}_0" for i, u in enumerate(uids)]
+    infos = [dict(zip(("accuracy_llm", "format"), row)) for row in parts_by_row]
+    parts = gdpo_parts(infos, ["accuracy_llm", "format"], keys)
+    data = DataProto.from_dict(
+        tensors={
+            "token_level_rewards": torch.zeros(n, length),
+            "response_mask": torch.ones(n, length),
+            "prompts": torch.zeros(n, 2, dtype=torch.long),
+            "attention_mask": torch.ones(n, 2 + length, dtype=torch.long),
+        },
+        non_tensors={"uid": np.array(uids, dtype=object)},
+    )
+    cfg = OmegaConf.create({"gdpo_reward_keys": ["accuracy_llm", "format"], "gdpo_reward_weights": [0.9, 0.1]})
+    compute = compute_advantage_for_multi_trajectories
+    if masked:
+        compute = mask_rows(compute, list(masked))
+    compute = medix_gdpo.with_parts(compute, parts)
+    out = compute(data, batch_keys=keys, adv_estimator="gdpo", num_repeat=1, config=cfg)
+    return out.batch["advantages"][:, -1]
+
+
+def test_gdpo_leaves_a_judge_error_out_of_every_part_and_of_the_whitening():
+    rows = [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.0, 0.0), (0.0, 1.0)]
+    uids = ["a", "a", "a", "a", "a", "b", "b", "b"]
+    masked = gdpo(rows, uids, masked=[4])
+    judged_only = gdpo(rows[:4] + rows[5:], uids[:4] + uids[5:])
+    assert masked[4] == 0.0
+    assert torch.allclose(masked[:4], judged_only[:4]) and torch.allclose(masked[5:], judged_only[4:])
+    assert not torch.allclose(gdpo(rows, uids)[:4], judged_only[:4])  # unmasked, it would shift the others
+    # each part counts: the same accuracy with a better format scores higher
+    assert judged_only[0] > judged_only[2] and judged_only[1] > judged_only[3]
+
+
+def test_gdpo_names_a_sample_without_the_part():
+    from medix_verl.verl.trainer import gdpo_parts
+
+    with pytest.raises(RuntimeError, match="trajectory k1 has no reward part 'accuracy_llm'"):
+        gdpo_parts([{"accuracy_llm": 1.0}, {"format": 1.0}], ["accuracy_llm"], ["k0", "k1"])

@@ -87,6 +87,14 @@ def test_every_reward_part_logged_each_step(tiny_run):
     assert rows[-1]["judge/replica/0/in_service"] == 1.0 and rows[-1]["judge/replica/0/errors"] == 0
     # the per-step lines the recipe prints
     assert "step 1: score" in proc.stdout and "weights:" in proc.stdout
+    # the paper preset's hack alarm: the robust gates in shadow, and the judge/embedding disagreement
+    for row in rows:
+        credited = row["reward/shadow/credited"]
+        assert 0 <= credited <= 16 and 0.0 <= row["reward/shadow/flagged_credited"] <= 1.0
+        reasons = sum(row[f"reward/shadow/{g}"] for g in ("empty", "master_key", "hedged", "instruction", "too_long"))
+        assert reasons + row["reward/shadow/placeholder"] == pytest.approx(row["reward/shadow/flagged_credited"])
+        assert row["reward/shadow/alarm"] in (0.0, 1.0)
+        assert 0.0 <= row["reward/shadow/judge_yes_embed_no"] + row["reward/shadow/judge_no_embed_yes"] <= 1.0
 
 
 @pytest.mark.slow
@@ -250,6 +258,24 @@ def _wait_for(predicate, proc, what, timeout=900):
         assert proc.poll() is None, f"the run ended ({proc.returncode}) before {what}"
         assert time.time() < deadline, f"no {what} in {timeout} s"
         time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_gdpo_runs_real_steps_and_logs_each_part(tiny_run, tmp_path):
+    """ADV=gdpo on the tiny recipe: verl's GDPO with the paper preset's parts as reward keys, a
+    real step, gdpo/<part>/mean logged; a judge that says YES to everything credits every judged
+    answer, so the shadow gates see them all."""
+    from medix_verl.devkit.fake_judge import FakeJudge
+
+    with FakeJudge(policy=lambda _prompt: "YES") as judge:
+        proc = _rerun(tiny_run, tmp_path, "--judge-url", judge.url, env={"ADV": "gdpo"})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert proc.returncode == 0 and summary["problems"] == [], proc.stdout[-4000:]
+    assert "GDPO (not the paper's setting)" in proc.stdout
+    row = step_rows(tmp_path)[0]
+    for part in ("accuracy_llm", "accuracy_embed", "format", "modality"):
+        assert row[f"gdpo/{part}/mean"] == pytest.approx(row[f"reward/{part}/mean"]), part
+    assert row["reward/shadow/credited"] > 0 and row["actor/grad_norm"] > 0
 
 
 @pytest.mark.slow

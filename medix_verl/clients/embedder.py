@@ -98,10 +98,26 @@ class BaseEmbedder:
 
     async def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of two texts (both queued before either is awaited: one batch)."""
-        fa, fb = self._lookup(a), self._lookup(b)
-        ea = fa if isinstance(fa, np.ndarray) else await asyncio.shield(fa)
-        eb = fb if isinstance(fb, np.ndarray) else await asyncio.shield(fb)
-        return float(np.dot(ea, eb))
+        return await self.similarity_of(self.queue_pair(a, b))
+
+    def queue_pair(self, a: str, b: str) -> tuple:
+        """Queue two texts for encoding now, without waiting (no task: the scorer's hot path);
+        :meth:`similarity_of` awaits the pair later."""
+        return self._lookup(a), self._lookup(b)
+
+    @staticmethod
+    async def similarity_of(pair: tuple) -> float:
+        """Cosine similarity of a pair from :meth:`queue_pair` (a batch that is already encoded
+        costs no await)."""
+        vectors = []
+        for item in pair:
+            if isinstance(item, np.ndarray):
+                vectors.append(item)
+            elif item.done():
+                vectors.append(item.result())
+            else:  # shared with other callers: cancelling this one must not cancel the batch
+                vectors.append(await asyncio.shield(item))
+        return float(np.dot(vectors[0], vectors[1]))
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack(await asyncio.gather(*(self.embed(t) for t in texts)))

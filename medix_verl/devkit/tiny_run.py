@@ -336,7 +336,28 @@ def weight_change(initial: Path, merged: Path) -> dict:
     return {"tensors": len(common), "changed": len(changed), "max_abs_diff": max_diff, "example_changed": changed[:3]}
 
 
+def adv_overrides(extra: list[str], adv: str | None = None) -> list[str]:
+    """The overrides of ``ADV`` (as the recipes read it): ``gdpo`` turns on verl's GDPO over the
+    parts of the preset the overrides choose (paper by default).
+
+    >>> adv_overrides(["reward.custom_reward_function.reward_kwargs.preset=robust"], "gdpo")[0]
+    'algorithm.adv_estimator=gdpo'
+    >>> adv_overrides([], "")
+    []
+    """
+    adv = os.environ.get("ADV", "") if adv is None else adv
+    if not adv:
+        return []
+    if adv != "gdpo":
+        raise SystemExit(f"ADV must be gdpo (or unset), got {adv!r}")
+    from ..verl import gdpo
+
+    presets = [o.split("=", 1)[1] for o in extra if o.split("=", 1)[0].endswith("reward_kwargs.preset")]
+    return gdpo.overrides(presets[-1] if presets else "paper")
+
+
 def run(args, extra: list[str]) -> int:
+    extra = [*adv_overrides(extra), *extra]
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

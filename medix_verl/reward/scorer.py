@@ -28,6 +28,7 @@ from reward_fns import (
     get_preset,
     leaf_parts,
     prepare,
+    shadow_gate,
     yes_probability,
 )
 from reward_fns.parts import BUILTIN_PARTS
@@ -229,14 +230,11 @@ class MedixScorer:
         ):
             sample = dataclasses.replace(sample, route=ROUTE_INVALID, gate="master_key")
         if sample.route == ROUTE_MODEL:
-            # the embedding runs beside the judge call (one task, no gather: this is the hot path)
-            embedding = asyncio.ensure_future(self._embed(sample))
-            try:
-                llm, judge_error, overlength = await self._judge(sample)
-            except BaseException:
-                embedding.cancel()
-                raise
-            embed = await embedding
+            # the embedding is queued before the judge call and read after it (no task of its own:
+            # this is the hot path)
+            pair = self.embedder.queue_pair(sample.answer, sample.reference)
+            llm, judge_error, overlength = await self._judge(sample)
+            embed = 1.0 if await self.embedder.similarity_of(pair) >= self.threshold else 0.0
         else:
             llm = embed = 1.0 if sample.route == ROUTE_EXACT else 0.0
             judge_error = overlength = False
@@ -284,22 +282,38 @@ class MedixScorer:
             self.judge.forget(messages, self.judge_params)
         return 0.0, True, False
 
+    def shadow_fields(self, sample: PreparedSample, result: Mapping[str, float]) -> dict[str, Any]:
+        """The hack alarm's per-sample keys under a preset without gates (the reward is not
+        changed): ``shadow_credited`` (the judge credited the answer), ``shadow_gate`` (the
+        robust gate that would refuse a credited answer, "" for none) and, for a refused one,
+        ``shadow_answer`` (the answer, cut to 300 characters, for the warning). Only answers the
+        judge credited are gated (an exact match is never a hack): the cost is a few tens of
+        microseconds on those."""
+        credited = result.get("accuracy_llm") == 1.0 and result.get("judge_error") == 0.0
+        reason = (
+            shadow_gate(sample, max_answer_chars=self.settings.max_answer_chars)
+            if credited and sample.route == ROUTE_MODEL
+            else None
+        )
+        out: dict[str, Any] = {"shadow_credited": float(credited), "shadow_gate": reason or ""}
+        if reason:
+            out["shadow_answer"] = sample.answer[:300]
+        return out
+
     def _verdict(self, choice: dict):
         if self.settings.judge_yes_threshold is not None:
             p_yes = yes_probability(choice)
             return None if p_yes is None else p_yes >= self.settings.judge_yes_threshold
         return self.preset.verdict(reply_text(choice))
 
-    async def _embed(self, sample: PreparedSample) -> float:
-        similarity = await self.embedder.similarity(sample.answer, sample.reference)
-        return 1.0 if similarity >= self.threshold else 0.0
-
     def _account(self, result: Mapping[str, float]) -> None:
         self.samples += 1
         for key, value in result.items():
             self.totals[key] = self.totals.get(key, 0.0) + value
 
-    async def score_many(self, rows: Iterable[Mapping[str, Any]], *, on_done=None) -> list[dict[str, float]]:
+    async def score_many(
+        self, rows: Iterable[Mapping[str, Any]], *, on_done=None, detailed: bool = False
+    ) -> list[dict[str, float]] | list[tuple[dict[str, float], PreparedSample]]:
         """Score rows (keys ``response``, ``ground_truth``, optional ``data_source``, ``question``,
         ``extra_info``) concurrently, keeping order.
 
@@ -309,13 +323,13 @@ class MedixScorer:
         embedding catches up).
 
         Raises :class:`~medix_verl.clients.chat.ServerUnavailableError` if the judge error rate of
-        this call passes the threshold.
+        this call passes the threshold. ``detailed``: ``(result, prepared sample)`` pairs.
         """
         rows = list(rows)
         calls0, errors0 = self._judge_counts()
 
         async def one(row):
-            result = await self.score(
+            result = await self.score_detailed(
                 row["response"],
                 row["ground_truth"],
                 data_source=row.get("data_source"),
@@ -324,7 +338,7 @@ class MedixScorer:
             )
             if on_done is not None:
                 on_done()
-            return result
+            return result if detailed else result[0]
 
         tasks = [asyncio.ensure_future(one(row)) for row in rows]
         try:

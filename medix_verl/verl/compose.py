@@ -69,11 +69,12 @@ def main(argv=None) -> int:
     if bad:
         print("medix_verl.verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 2
-    from .trainer import TRAINER_NAME, group_filter_settings, judge_error_policy
+    from .trainer import TRAINER_NAME, group_filter_settings, hack_alarm_settings, judge_error_policy
 
     try:
         if cfg.trainer.v1.trainer_mode == TRAINER_NAME:
             judge_error_policy(cfg)
+            hack_alarm_settings(cfg)
             band = group_filter_settings(cfg)
             if band["rule"] == "mean_band" and not cfg.algorithm.filter_groups.get("enable", False):
                 raise ValueError(

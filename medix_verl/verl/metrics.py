@@ -41,6 +41,8 @@ RATE_KEYS = {"judge_error": "judge_error_rate", "judge_overlength": "judge_overl
 JUDGED_KEYS = ("score", "accuracy_llm", "accuracy_embed")
 #: keys that are flags carried by some samples only (0 where absent)
 FLAG_PREFIXES = ("gate_",)
+#: the shadow gates' per-sample keys: summed up by :func:`shadow_metrics`, not averaged
+SHADOW_PREFIX = "shadow_"
 
 
 def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
@@ -52,7 +54,7 @@ def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     keys: dict[str, None] = {}
     for info in infos:
         for key, value in info.items():
-            if as_number(value) is not None:
+            if not key.startswith(SHADOW_PREFIX) and as_number(value) is not None:
                 keys.setdefault(key, None)
     out: dict[str, float] = {f"{PREFIX}/samples": len(infos)}
     for key in keys:
@@ -77,6 +79,53 @@ def reward_part_metrics(infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             values = [v for i in judged if (v := as_number(i.get(key))) is not None]
             if values:
                 out[f"{PREFIX}/judged/{key}/mean"] = sum(values) / len(values)
+    return out
+
+
+def shadow_metrics(infos: Iterable[Mapping[str, Any]], reasons: Iterable[str]) -> dict[str, float]:
+    """The hack alarm's view of a step (``reward/shadow/...``) from the per-sample keys the
+    ``medix`` manager adds under a preset without gates (``shadow_credited``: the judge credited
+    the answer; ``shadow_gate``: the robust gate that would refuse it, "" for none):
+
+    * ``flagged_credited``: the share of judge-credited samples that the gates would refuse;
+    * ``<reason>``: that share for each gate (they add up to ``flagged_credited``);
+    * ``credited``: how many samples the judge credited;
+    * ``judge_yes_embed_no`` / ``judge_no_embed_yes``: among judged samples, the judge and the
+      embedding part disagreeing each way (a judge being fooled says yes where the embedding
+      does not).
+
+    >>> infos = [
+    ...     {"accuracy_llm": 1.0, "accuracy_embed": 0.0, "judge_error": 0.0, "shadow_credited": 1.0, "shadow_gate": "master_key"},
+    ...     {"accuracy_llm": 1.0, "accuracy_embed": 1.0, "judge_error": 0.0, "shadow_credited": 1.0, "shadow_gate": ""},
+    ...     {"accuracy_llm": 0.0, "accuracy_embed": 0.0, "judge_error": 0.0, "shadow_credited": 0.0, "shadow_gate": ""},
+    ...     {"accuracy_llm": 0.0, "accuracy_embed": 1.0, "judge_error": 0.0, "shadow_credited": 0.0, "shadow_gate": ""},
+    ... ]
+    >>> m = shadow_metrics(infos, ["master_key", "hedged"])
+    >>> m["reward/shadow/flagged_credited"], m["reward/shadow/master_key"], m["reward/shadow/hedged"]
+    (0.5, 0.5, 0.0)
+    >>> m["reward/shadow/judge_yes_embed_no"], m["reward/shadow/judge_no_embed_yes"]
+    (0.25, 0.25)
+    """
+    infos = [i for i in infos if isinstance(i, Mapping)]
+    out: dict[str, float] = {}
+    shadowed = [i for i in infos if as_number(i.get("shadow_credited")) is not None]
+    if shadowed:
+        credited = [i for i in shadowed if as_number(i.get("shadow_credited")) == 1.0]
+        n = len(credited)
+        gates = [str(i.get("shadow_gate") or "") for i in credited]
+        out[f"{PREFIX}/shadow/credited"] = n
+        out[f"{PREFIX}/shadow/flagged_credited"] = sum(1 for g in gates if g) / n if n else 0.0
+        for reason in reasons:
+            out[f"{PREFIX}/shadow/{reason}"] = gates.count(reason) / n if n else 0.0
+    judged = [
+        (as_number(i.get("accuracy_llm")), as_number(i.get("accuracy_embed")))
+        for i in infos
+        if as_number(i.get("judge_error")) == 0.0
+    ]
+    judged = [(llm, emb) for llm, emb in judged if llm is not None and emb is not None]
+    if judged:
+        out[f"{PREFIX}/shadow/judge_yes_embed_no"] = sum(1 for llm, emb in judged if llm >= 0.5 > emb) / len(judged)
+        out[f"{PREFIX}/shadow/judge_no_embed_yes"] = sum(1 for llm, emb in judged if emb >= 0.5 > llm) / len(judged)
     return out
 
 

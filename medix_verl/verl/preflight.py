@@ -287,6 +287,8 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
     # ---- the judge
     _check_judge(cfg, report, judge_verl=judge_verl, rm=rm, kwargs=kwargs, nnodes=nnodes, gpus=gpus)
 
+    _check_gdpo(cfg, report, kwargs)
+
     # ---- the layout, for the report
     report.layout += [
         ("nodes x training GPUs", f"{nnodes} x {gpus} (actor data-parallel {dp})"),
@@ -383,6 +385,48 @@ def _check_resume(cfg, report: Report, *, nnodes: int, save_freq: int) -> None:
             f"checkpoints go to {folder} on {fstype} ({point}), not a network filesystem: with {nnodes} nodes "
             "each node writes its ranks' shards there; unless every node mounts this same folder, a resumed run "
             "(on other nodes after a requeue) cannot load them"
+        )
+
+
+def _check_gdpo(cfg, report: Report, kwargs) -> None:
+    """``algorithm.adv_estimator=gdpo``: its reward keys must be parts the reward preset produces
+    (verl asserts each is in the batch at the first advantage, after a step's generation), and
+    only the medix trainer puts them there (verl's v1 trainer passes ``uid`` alone)."""
+    from . import gdpo
+
+    algorithm = _get(cfg, "algorithm", {}) or {}
+    if algorithm.get("adv_estimator") != gdpo.ESTIMATOR:
+        return
+    from reward_fns import leaf_parts
+
+    from ..reward.settings import RewardSettings
+
+    try:
+        settings = RewardSettings.from_kwargs(dict(kwargs), where="reward.custom_reward_function.reward_kwargs")
+        produced = leaf_parts(settings.resolved_weights)
+    except (ValueError, TypeError) as exc:
+        produced, problems = [], [f"cannot tell the reward's parts: {exc}"]
+    else:
+        problems = gdpo.check(algorithm, produced)
+    if _get(cfg, "trainer.v1.trainer_mode") != "medix":
+        problems.append(
+            "verl 0.9.1's v1 trainer does not put the reward parts in the batch GDPO reads "
+            f"(trainer.v1.trainer_mode={_get(cfg, 'trainer.v1.trainer_mode')})"
+        )
+    for message in problems:
+        report.refusals.append(
+            Problem(
+                "gdpo-reward-keys",
+                message,
+                "set ADV=gdpo on the recipe (it sets the preset's parts and weights) and keep "
+                "trainer.v1.trainer_mode=medix",
+                "verl/trainer/ppo/core_algos.py:compute_gdpo_outcome_advantage",
+            )
+        )
+    if not problems:
+        report.notes.append(
+            f"GDPO (not the paper's setting): parts {list(algorithm.get('gdpo_reward_keys'))} normalised apart, "
+            f"weights {list(algorithm.get('gdpo_reward_weights') or [])}"
         )
 
 

@@ -132,6 +132,8 @@ class MedixRewardManager(RewardManagerBase):
         info = dict(result)
         info["response_length"] = float(valid_length)  # tokens
         info["answer_length"] = float(len(sample.answer))  # characters of the extracted answer
+        if self.scorer.preset.gate is None:
+            info.update(self.scorer.shadow_fields(sample, result))
         return {"reward_score": result["score"], "reward_extra_info": info}
 
 

@@ -50,12 +50,23 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
 
+from reward_fns import GATES
+
+from . import gdpo
 from .faults import first_fault, judge_stats, open_fault_box
-from .metrics import PREFIX, as_number, group_spread_metrics, replica_metrics, reward_part_metrics
+from .metrics import (
+    PREFIX,
+    as_number,
+    group_spread_metrics,
+    replica_metrics,
+    reward_part_metrics,
+    shadow_metrics,
+)
 from .patching import require, require_params
 
 TRAINER_NAME = "medix"
@@ -98,6 +109,73 @@ def group_filter_settings(config) -> dict:
             f"trainer.v1.medix.group_filter.on_exhausted must be one of {ON_EXHAUSTED}, got {out['on_exhausted']!r}"
         )
     return out
+
+
+HACK_ALARM_DEFAULTS = {"threshold": 0.2, "steps": 3, "stop": False}
+
+
+def hack_alarm_settings(config) -> dict:
+    """``trainer.v1.medix.hack_alarm`` with defaults, validated: warn when more than
+    ``threshold`` of the judge-credited answers would be refused by the robust gates
+    (``reward/shadow/flagged_credited``) for ``steps`` steps in a row; ``stop: true`` also saves a
+    checkpoint and stops the run."""
+    medix = (config.trainer.v1.get(TRAINER_NAME) or {}) if config is not None else {}
+    raw = dict(medix.get("hack_alarm") or {})
+    unknown = set(raw) - set(HACK_ALARM_DEFAULTS)
+    if unknown:
+        raise ValueError(f"trainer.v1.medix.hack_alarm: unknown keys {sorted(unknown)}")
+    out = {**HACK_ALARM_DEFAULTS, **raw}
+    out["threshold"], out["steps"] = float(out["threshold"]), int(out["steps"])
+    if not 0.0 <= out["threshold"] < 1.0:
+        raise ValueError(f"trainer.v1.medix.hack_alarm.threshold must be in [0, 1), got {out['threshold']}")
+    if out["steps"] < 1:
+        raise ValueError(f"trainer.v1.medix.hack_alarm.steps must be >= 1, got {out['steps']}")
+    if not isinstance(out["stop"], bool):
+        raise ValueError(f"trainer.v1.medix.hack_alarm.stop must be true or false, got {out['stop']!r}")
+    return out
+
+
+class HackAlarm:
+    """Watches ``reward/shadow/flagged_credited`` step by step (a run under a preset without
+    gates): when it passes ``threshold`` for ``steps`` steps in a row, :meth:`observe` returns a
+    warning naming the most frequent gate and an example answer (again every ``steps`` steps
+    while it lasts) and sets ``reward/shadow/alarm`` to 1.
+
+    >>> alarm = HackAlarm(threshold=0.2, steps=2, stop=False)
+    >>> infos = [{"shadow_credited": 1.0, "shadow_gate": "master_key", "shadow_answer": "Let me think"}]
+    >>> alarm.observe(1, {"reward/shadow/flagged_credited": 0.5}, infos) is None
+    True
+    >>> print(alarm.observe(2, {"reward/shadow/flagged_credited": 0.5}, infos))  # doctest: +ELLIPSIS
+    HACK ALARM at step 2: 50% of the answers the judge credited would be refused by the robust gates...master_key...'Let me think'...
+    >>> alarm.observe(3, {"reward/shadow/flagged_credited": 0.1}, infos) is None
+    True
+    """
+
+    def __init__(self, threshold: float, steps: int, stop: bool):
+        self.threshold, self.steps, self.stop = float(threshold), int(steps), bool(stop)
+        self.in_a_row = 0
+
+    def observe(self, step: int, metrics: dict, infos) -> str | None:
+        share = metrics.get(f"{PREFIX}/shadow/flagged_credited")
+        if share is None:
+            return None
+        self.in_a_row = self.in_a_row + 1 if share > self.threshold else 0
+        tripped = self.in_a_row >= self.steps
+        metrics[f"{PREFIX}/shadow/alarm"] = float(tripped)
+        if not tripped or (self.in_a_row - self.steps) % self.steps:
+            return None
+        flagged = [i for i in infos if isinstance(i, dict) and i.get("shadow_gate")]
+        reasons = Counter(str(i["shadow_gate"]) for i in flagged)
+        reason, count = reasons.most_common(1)[0] if reasons else ("?", 0)
+        example = next((i.get("shadow_answer") for i in flagged if i.get("shadow_gate") == reason), None)
+        return (
+            f"HACK ALARM at step {step}: {share:.0%} of the answers the judge credited would be refused by the "
+            f"robust gates, above {self.threshold:.0%} for {self.in_a_row} steps in a row; most often "
+            f"{reason} ({count} of {len(flagged)} this step), e.g. {example!r}. The judge may be being gamed: "
+            "look at reward/shadow/* and the judge/embedding disagreement, audit the rollouts "
+            "(medix-verl audit), and consider the robust preset"
+            + ("; stopping (trainer.v1.medix.hack_alarm.stop=true)" if self.stop else "")
+        )
 
 
 def judge_error_policy(config) -> str:
@@ -158,26 +236,49 @@ def load_state(folder: str) -> dict | None:
 
 
 def mask_rows(compute, rows: list[int]):
-    """``compute`` (verl's advantage function) with ``rows`` out of their groups and at zero
-    advantage: each gets a group of its own for the estimator, then advantages and returns of 0."""
+    """``compute`` (verl's advantage function) without ``rows``: it runs on the other rows only
+    (so a masked row is in no group's baseline, in no GDPO part's normalisation and in no batch
+    whitening), and the masked rows get advantages and returns of 0."""
+    import torch
+
+    drop = set(rows)
 
     def masked(data, *args, **kwargs):
-        uids = data.non_tensor_batch["uid"]
-        original = uids.copy()
-        for i in rows:
-            uids[i] = f"{original[i]}#judge-error-{i}"
-        try:
-            out = compute(data, *args, **kwargs)
-        finally:
-            data.non_tensor_batch["uid"] = original
-        for field in ("advantages", "returns"):
-            if field in out.batch.keys():
-                out.batch[field][rows] = 0.0
-        if "uid" in out.non_tensor_batch:
-            out.non_tensor_batch["uid"] = original
-        return out
+        keep = [i for i in range(len(data)) if i not in drop]
+        if "batch_keys" in kwargs:
+            kwargs = {**kwargs, "batch_keys": [kwargs["batch_keys"][i] for i in keep]}
+        shape = data.batch["response_mask"].shape
+        advantages, returns = torch.zeros(shape), torch.zeros(shape)
+        if keep:
+            out = compute(data.select_idxs(keep), *args, **kwargs)
+            advantages = advantages.to(out.batch["advantages"].dtype)
+            returns = returns.to(out.batch["returns"].dtype)
+            advantages[keep] = out.batch["advantages"]
+            returns[keep] = out.batch["returns"]
+        data.batch["advantages"] = advantages
+        data.batch["returns"] = returns
+        return data
 
     return masked
+
+
+def gdpo_parts(infos, gdpo_keys, batch_keys) -> dict:
+    """Each GDPO reward key's per-sample values, from the reward's per-sample results, as the
+    arrays verl's GDPO reads from ``non_tensor_batch``. A sample without one is an error naming it
+    (padding rows verl adds, with no result at all, count 0)."""
+    out = {}
+    for key in gdpo_keys:
+        values = []
+        for trajectory, info in zip(batch_keys, infos, strict=True):
+            value = as_number(info.get(key)) if info else 0.0
+            if value is None:
+                raise RuntimeError(
+                    f"GDPO: trajectory {trajectory} has no reward part {key!r} (its reward_extra_info keys: "
+                    f"{sorted(info)}); algorithm.gdpo_reward_keys must name parts the reward preset produces"
+                )
+            values.append(value)
+        out[key] = np.array(values, dtype=np.float32)
+    return out
 
 
 def raise_on_reward_fault() -> None:
@@ -409,6 +510,11 @@ def _build_classes():
                 )
 
         def on_step_end(self):
+            hack = getattr(self, "_medix_hack_stop", None)
+            if hack is not None:
+                if getattr(self, "_medix_saved_step", None) != self.global_steps:
+                    self._save_checkpoint()
+                raise RuntimeError(f"{hack} (checkpoint global_step_{self.global_steps} saved)")
             stop = stop_file(self.config)
             if os.path.exists(stop):
                 if getattr(self, "_medix_saved_step", None) != self.global_steps:
@@ -437,18 +543,28 @@ def _build_classes():
 
         def _compute_advantage(self, batch, metrics):
             keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
-            if judge_error_policy(self.config) == "score":
-                self._count_step(_extra_infos(keys, batch.partition_id), 0, metrics)
-                return super()._compute_advantage(batch, metrics)
             infos = _extra_infos(batch.keys, batch.partition_id)
-            rows = [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0]
-            metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
             real = set(keys)
+            masking = judge_error_policy(self.config) == "mask"
+            rows = (
+                [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0] if masking else []
+            )
+            if masking:
+                metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
             self._count_step([i for k, i in zip(batch.keys, infos) if k in real], len(rows), metrics)
-            if not rows:
+            compute = original = trainer_base.compute_advantage_for_multi_trajectories
+            if rows:
+                compute = mask_rows(compute, rows)
+            if self.config.algorithm.adv_estimator == gdpo.ESTIMATOR:
+                parts = gdpo_parts(infos, self.config.algorithm.gdpo_reward_keys, batch.keys)
+                for key, values in parts.items():
+                    real_values = [v for k, v in zip(batch.keys, values) if k in real]
+                    metrics[f"gdpo/{key}/mean"] = float(np.mean(real_values))
+                    metrics[f"gdpo/{key}/std"] = float(np.std(real_values))
+                compute = gdpo.with_parts(compute, parts)
+            if compute is original:
                 return super()._compute_advantage(batch, metrics)
-            original = trainer_base.compute_advantage_for_multi_trajectories
-            trainer_base.compute_advantage_for_multi_trajectories = mask_rows(original, rows)
+            trainer_base.compute_advantage_for_multi_trajectories = compute
             try:
                 return super()._compute_advantage(batch, metrics)
             finally:
@@ -459,6 +575,8 @@ def _build_classes():
             keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
             infos = _extra_infos(keys, batch.partition_id)
             metrics.update(reward_part_metrics(infos))
+            metrics.update(shadow_metrics(infos, GATES))
+            self._watch_for_hacks(global_steps, metrics, infos)
             scores = defaultdict(list)
             for key, info in zip(keys, infos, strict=True):
                 if (score := as_number(info.get("score"))) is not None:
@@ -466,6 +584,17 @@ def _build_classes():
             metrics.update(group_spread_metrics(scores))
             metrics.update({f"{PREFIX}/total/{k}": v for k, v in self._totals().items()})
             self._log_judge_replicas(metrics)
+
+        def _watch_for_hacks(self, step, metrics, infos) -> None:
+            if not hasattr(self, "_hack_alarm"):
+                self._hack_alarm = HackAlarm(**hack_alarm_settings(self.config))
+            message = self._hack_alarm.observe(step, metrics, infos)
+            if message is None:
+                return
+            print(f"[medix trainer] WARNING: {message}", flush=True)
+            warnings.warn(message, RuntimeWarning, stacklevel=1)
+            if self._hack_alarm.stop:
+                self._medix_hack_stop = message
 
         def _log_judge_replicas(self, metrics) -> None:
             """``judge/replica/<i>/...`` from the reward workers' judge clients; the URLs once."""
