@@ -2,6 +2,7 @@
 
     python benchmarks/learning_curve.py --workdir W [--steps 24]
     python benchmarks/learning_curve.py --workdir W --compare mask,score --judge-fault-rate 0.3
+    python benchmarks/learning_curve.py --workdir W --compare grpo,gdpo
 
 What runs: verl's ``main_ppo`` with the ``medix`` trainer on the CPU backend
 (``recipes/medix_r1_tiny_cpu.sh``, :mod:`medix_verl.devkit.tiny_run`), the composite reward with
@@ -25,6 +26,9 @@ fail (HTTP 500, no retries, so each failed call is a judge error of its sample):
 ``score`` (as released: a failed call is accuracy 0). Both are measured on the samples the judge
 did answer (``reward/judged/*``), where a fault says nothing about the answer.
 
+``--compare grpo,gdpo``: GRPO on the summed score (the paper's) beside verl's GDPO over the
+paper preset's parts with their weights (``ADV=gdpo``, opt-in).
+
 Writes ``W/<curve>/`` (each a tiny-run workdir: ``verl_metrics.jsonl``, ``metrics.jsonl``,
 checkpoints), ``W/learning.json`` (per-step means, first third vs last third, a one-sided
 Mann-Whitney test per curve) and ``W/learning.png``. Exits 1 if a curve did not rise (p >= 0.05).
@@ -44,7 +48,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PARTS = ("score", "accuracy_llm", "accuracy_embed", "format", "modality")
-CURVES = ("mask", "score")
+#: judge-error policies (mask, score) or advantage estimators (grpo, gdpo)
+CURVES = ("mask", "score", "grpo", "gdpo")
+
+
+def curve_overrides(name: str) -> list[str]:
+    """What a curve changes: the judge-error policy, or the advantage estimator (``gdpo``: verl's
+    GDPO over the paper preset's parts, as ``ADV=gdpo`` sets it; ``grpo``: the recipes' default).
+
+    >>> curve_overrides("score"), curve_overrides("grpo")
+    (['trainer.v1.medix.judge_errors=score'], [])
+    >>> curve_overrides("gdpo")[0]
+    'algorithm.adv_estimator=gdpo'
+    """
+    if name in ("mask", "score"):
+        return [f"trainer.v1.medix.judge_errors={name}"]
+    if name == "gdpo":
+        from medix_verl.verl.gdpo import overrides
+
+        return overrides("paper")
+    return []
 
 
 def log(msg: str) -> None:
@@ -194,7 +217,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warm-steps", type=int, default=400)
     parser.add_argument("--lr", type=float, default=2.5e-4, help="the actor's learning rate (constant)")
     parser.add_argument("--mini-batch", type=int, default=1, help="prompts per actor update (4 a step)")
-    parser.add_argument("--compare", help="comma list of judge-error policies to run side by side: mask,score")
+    parser.add_argument(
+        "--compare", help="curves side by side: judge-error policies (mask,score) or estimators (grpo,gdpo)"
+    )
     parser.add_argument("--judge-fault-rate", type=float, default=0.0, help="share of judge calls that fail")
     args = parser.parse_args(argv)
     if args.steps < 15:
@@ -239,7 +264,7 @@ def main(argv=None) -> int:
                 f"actor_rollout_ref.actor.ppo_mini_batch_size={args.mini_batch}",
             ]
             if args.compare:
-                overrides.append(f"trainer.v1.medix.judge_errors={name}")
+                overrides += curve_overrides(name)
             if args.judge_fault_rate:
                 # each failed call is a judge error of its sample; the run must not stop on them
                 overrides += [f"+{kw}.judge_retries=0", f"+{kw}.max_error_rate=1.0"]

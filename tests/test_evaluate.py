@@ -335,3 +335,25 @@ def test_medix_protocol_is_opt_in(tmp_path):
     assert all(p["chat_template_kwargs"] == {"enable_thinking": False} and p["max_tokens"] == 256 for p in seen)
     assert all(isinstance(p["messages"][0]["content"], str) for p in seen)
     assert not any(p["messages"][0]["content"].endswith(" /no_think") for p in seen)
+
+
+def test_an_empty_answer_is_judged_not_a_generation_failure(tmp_path):
+    """A policy reply of HTTP 200 with empty content is an answer (the release judges "" and
+    scores it); leaving it out would raise the accuracy of a model that says nothing. Transport
+    errors stay failures."""
+    write_tasks(tmp_path / "data")
+
+    def silent_on_organs(payload):
+        return "" if "Which organ?" in text_of(payload["messages"][-1]["content"]) else policy(payload)
+
+    with FakeJudge(chat_policy=silent_on_organs) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        proc = subprocess.run(
+            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url, "--tasks", "rad_vqa"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    samples = {s["id"]: s for s in map(json.loads, (tmp_path / "out" / "samples.jsonl").read_text().splitlines())}
+    v2 = samples["v2"]
+    assert v2["raw_output"] == "" and v2["prediction"] == "" and v2["score"] == 0.0 and not v2.get("failure")
+    t = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["rad_vqa"]
+    assert t["scored"] == 2 and t["generation_failures"] == 0 and t["accuracy"] == 50.0

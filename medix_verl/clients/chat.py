@@ -131,6 +131,9 @@ class ChatClient:
         api_key: sent as a bearer token to this server only (never read from the environment here,
             so one server's key cannot reach another).
         role: what the server is, for messages (``"judge"``, ``"policy server"``).
+        empty_is_answer: an HTTP 200 whose message has no content is a reply of ``""`` (the
+            evaluated model said nothing: an answer to judge), not a fault. Off for a judge,
+            whose empty reply carries no verdict.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class ChatClient:
         min_calls_for_rate: int = 20,
         api_key: str | None = None,
         role: str = "judge",
+        empty_is_answer: bool = False,
     ):
         if not model:
             raise ValueError(f"{role} model name is empty: pass the served model name (vLLM --served-model-name)")
@@ -170,6 +174,7 @@ class ChatClient:
         self.retry = RetryPolicy(int(retries), float(backoff), float(backoff_max))
         self.retries = self.retry.retries
         self.role = role
+        self.empty_is_answer = bool(empty_is_answer)
         self.cache_size = int(cache_size)
         self.max_error_rate = float(max_error_rate)
         self.min_calls_for_rate = int(min_calls_for_rate)
@@ -431,7 +436,9 @@ class ChatClient:
                 kind="protocol",
             ) from None
         content = choice["message"].get("content")
-        if not choice.get("logprobs") and (not isinstance(content, str) or not content.strip()):
+        if self.empty_is_answer and (content is None or (isinstance(content, str) and not content.strip())):
+            choice = {**choice, "message": {**choice["message"], "content": content or ""}}
+        elif not choice.get("logprobs") and (not isinstance(content, str) or not content.strip()):
             # HTTP 200 but nothing to read a verdict from: a fault, never a "NO" (and never cached)
             raise ChatRequestError(
                 f"{url} answered HTTP 200 without content: {body[:300].decode('utf-8', 'replace')!r}",

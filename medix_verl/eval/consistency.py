@@ -51,6 +51,12 @@ def chosen_option(prediction: str | None, choices: list[str] | None) -> str | No
     ['B', 'C', 'A', 'C', 'B', 'B']
     >>> [chosen_option(p, opts) for p in ["A femur fracture", "Ulna or radius", "maybe", "D. other"]]
     ['A', None, None, None]
+
+    A letter whose option the source left empty was never shown (the release skips it): not an
+    option (usmle_sa's questions with fewer options than letters).
+
+    >>> chosen_option("D", ["CT", "MRI", "Biopsy", ""]), chosen_option("C", ["Flu", "Cold", "", "Sepsis"])
+    (None, None)
     """
     if not prediction or not choices:
         return None
@@ -58,7 +64,8 @@ def chosen_option(prediction: str | None, choices: list[str] | None) -> str | No
     found = _LEADING.match(text)
     if found:
         letter = next(g for g in found.groups() if g)
-        if LETTERS.index(letter) < len(choices):
+        index = LETTERS.index(letter)
+        if index < len(choices) and choices[index] and choices[index].strip():
             return letter
     lowered = text.lower()
     hits = [i for i, c in enumerate(choices) if c and c.strip() and c.strip().lower() in lowered]

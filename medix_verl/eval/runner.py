@@ -266,6 +266,7 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         max_error_rate=0.5,
         role="policy server",
         api_key=cfg.model_api_key,
+        empty_is_answer=True,  # the release judges "" as the answer of a model that said nothing
     )
     judge = ChatClient(
         cfg.judge_url,
