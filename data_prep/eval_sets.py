@@ -5,8 +5,8 @@
 
 SRC is the hub id (when a hub is reachable) or a local copy (parquet file or folder,
 ``save_to_disk`` folder) with that dataset's own published columns (the release's ``tasks.yaml``).
-Writes ``DIR/<TASK>.parquet`` with columns ``id, task, question, choices, answer, images, kind``
-(kind: ``mcq``, ``open``, ``yes_no``, ``report``), ``DIR/<TASK>.rejects.jsonl`` and
+Writes ``DIR/<TASK>.parquet`` with columns ``id, task, question, choices, answer, images, kind, modality``
+(kind: ``mcq``, ``open``, ``yes_no``, ``report``; modality: the source's own field where it has one, SLAKE), ``DIR/<TASK>.rejects.jsonl`` and
 ``DIR/<TASK>.stats.json`` (rows in = rows out + rows rejected).
 
 Rendering is the release's ``load_dataset_with_params``, byte for byte: task names, sources and
@@ -43,6 +43,8 @@ SCHEMA = pa.schema(
         ("answer", pa.string()),
         ("images", pa.list_(pa.struct([("bytes", pa.binary())]))),
         ("kind", pa.string()),
+        # the source's own imaging modality where it has one (SLAKE: CT, MRI, X-Ray), else null
+        ("modality", pa.string()),
     ]
 )
 KINDS = ("mcq", "open", "yes_no", "report")
@@ -162,10 +164,13 @@ def mimic_generation(row):  # medix-eval-sets/mimic_cxr: image (PhysioNet URL) -
     return _final(MIMIC_GENERATION_PROMPT, row.get("report"), None, "report")
 
 
-def slake(row):  # BoKelvin/SLAKE: img_name, question, answer, q_lang (English rows only)
+def slake(row):  # BoKelvin/SLAKE: img_name, question, answer, q_lang (English rows only), modality
     if row.get("q_lang") != "en":
         raise NotInTask("not_english", f"q_lang={row.get('q_lang')!r}; the release keeps the English questions only")
-    return _final(_plain(row.get("question")), row.get("answer"), None, "auto")
+    item = _final(_plain(row.get("question")), row.get("answer"), None, "auto")
+    modality = row.get("modality")
+    item["modality"] = modality.strip() if isinstance(modality, str) and modality.strip() else None
+    return item
 
 
 def vqa(row):  # vqa-rad, path-vqa, medix-eval-sets/pmc_vqa_hard: image, question, answer

@@ -167,7 +167,7 @@ def test_task_fixture(task, tmp_path):
     assert stats["rows_out"] == want["n_out"]
     assert stats["rejected_by_reason"] == want.get("rejects", {})
     table = pq.read_table(tmp_path / "out" / f"{task}.parquet")
-    assert table.schema.names == ["id", "task", "question", "choices", "answer", "images", "kind"]
+    assert table.schema.names == ["id", "task", "question", "choices", "answer", "images", "kind", "modality"]
     first = table.to_pylist()[0]
     question, answer, kind = want["first"]
     if question is not None:
@@ -197,7 +197,8 @@ def test_slake_english_only_and_image_root(tmp_path):
     root.mkdir(parents=True)
     (root / "source.jpg").write_bytes(rgb_jpeg())
     rows = [
-        {"qid": 1, "img_name": "xmlab1/source.jpg", "question": "Is this a CT?", "answer": "Yes", "q_lang": "en"},
+        {"qid": 1, "img_name": "xmlab1/source.jpg", "question": "Is this a CT?", "answer": "Yes", "q_lang": "en",
+         "modality": "CT"},  # fmt: skip
         {"qid": 2, "img_name": "xmlab1/source.jpg", "question": "这是CT吗?", "answer": "是", "q_lang": "zh"},
         {"qid": 3, "img_name": "xmlab1/missing.jpg", "question": "Where?", "answer": "Lung", "q_lang": "en"},
     ]
@@ -206,6 +207,7 @@ def test_slake_english_only_and_image_root(tmp_path):
     assert stats["rows_out"] == 1 and stats["rejected_by_reason"] == {"bad_image": 1, "not_english": 1}
     out = pq.read_table(tmp_path / "out" / "slake_vqa.parquet").to_pylist()[0]
     assert out["id"] == "slake_vqa_0" and out["kind"] == "yes_no" and out["answer"] == "Yes"
+    assert out["modality"] == "CT"  # SLAKE's own field, for results.json's by_modality
     # the release numbers only the English rows it keeps: the missing image took number 1
     rejects = [json.loads(x) for x in (tmp_path / "out" / "slake_vqa.rejects.jsonl").read_text().splitlines()]
     assert {r["id"] for r in rejects if r["reason"] == "bad_image"} == {"slake_vqa_1"}

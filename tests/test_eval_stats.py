@@ -195,3 +195,33 @@ def test_consistency_counts_and_option_disagreements(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "out" / "judge_option_disagreements.jsonl").read_text().splitlines()]
     assert sorted(int(r["id"][1:]) % 5 for r in rows) == [1] * 8 + [4] * 8
     assert all(r["chosen"] == r["correct"] == "A" and r["judge_score"] == 0.0 for r in rows)
+
+
+# ----------------------------------------------------------------------------- closed vs open, modality
+def test_closed_and_open_accuracies_and_modalities_on_a_fixed_table(tmp_path):
+    from medix_verl.eval.runner import key_of, summarize, write_reports
+
+    # (reference, modality, score): closed 3 of 4 right, open 1 of 3 right (one open failed: left out)
+    table = [
+        ("Yes", "CT", 1.0), ("no", "CT", 1.0), ("No.", "MRI", 0.0), (" yes ", "X-Ray", 1.0),
+        ("liver", "CT", 1.0), ("left kidney", "MRI", 0.0), ("spleen", "MRI", 0.0), ("heart", "CT", None),
+    ]  # fmt: skip
+    samples, done = [], {}
+    for i, (ref, modality, score) in enumerate(table):
+        s = {"task": "slake_vqa", "id": f"s{i}", "kind": "yes_no" if ref.strip(" .").lower() in ("yes", "no") else "open",
+             "answer": ref.strip(), "modality": modality}  # fmt: skip
+        samples.append(s)
+        done[key_of(s)] = {"score": score, "rounds": [] if score is None else [int(score)] * 3,
+                           "prediction": "x", "failure": None if score is not None else "judge failed"}  # fmt: skip
+    res = summarize(tmp_path, ["slake_vqa"], samples, done)
+    by = res["tasks"]["slake_vqa"]["by_answer_type"]
+    assert (by["closed"]["n"], by["closed"]["accuracy"]) == (4, 75.0)
+    assert (by["open"]["n"], by["open"]["accuracy"]) == (3, 33.33)
+    assert by["closed"]["ci95"] == [round(100 * x, 2) for x in stats.wilson(3, 4)]
+    mods = res["tasks"]["slake_vqa"]["by_modality"]
+    assert {m: (e["n"], e["accuracy"]) for m, e in mods.items()} == {
+        "CT": (3, 100.0), "MRI": (3, 0.0), "X-Ray": (1, 100.0)
+    }  # fmt: skip
+    write_reports(tmp_path, res)
+    md = (tmp_path / "results.md").read_text()
+    assert "| slake_vqa | 4 | 75.00 |" in md and "| 3 | 33.33 |" in md and "| slake_vqa | MRI | 3 | 0.00 |" in md

@@ -406,6 +406,16 @@ def summarize(
         if agreement is not None:
             entry["judge_option_agreement"] = agreement
             disagreements += disagreeing
+        if any(s.get("kind") in ("yes_no", "open") for s in mine):  # VQA: closed and open apart
+            entry["by_answer_type"] = {
+                kind: _accuracy_of([done.get(key_of(s)) for s in mine if answer_type(s["answer"]) == kind])
+                for kind in ("closed", "open")
+            }
+        modalities = sorted({s["modality"] for s in mine if s.get("modality")})
+        if modalities:
+            entry["by_modality"] = {
+                m: _accuracy_of([done.get(key_of(s)) for s in mine if s.get("modality") == m]) for m in modalities
+            }
         if ablation and TASKS[task].has_images:
             entry["ablation"] = _ablation_entry(mine, done, ablation)
         per_task[task] = entry
@@ -424,6 +434,26 @@ def summarize(
 
 def pct(x: float) -> float:
     return round(100.0 * x, 2)
+
+
+def answer_type(reference: str) -> str:
+    """``closed`` for a yes/no reference (case, spaces and a final period aside), else ``open``:
+    how medical VQA papers split VQA-RAD, SLAKE and PathVQA.
+
+    >>> answer_type("Yes"), answer_type(" no. "), answer_type("liver"), answer_type("yes, left")
+    ('closed', 'closed', 'open', 'open')
+    """
+    return "closed" if reference.strip().rstrip(".").strip().lower() in ("yes", "no") else "open"
+
+
+def _accuracy_of(recs: list) -> dict:
+    """``{n, accuracy, ci95}`` over the scored records (n: how many the number rests on)."""
+    values = [float(r["score"]) for r in recs if r and r.get("score") is not None]
+    return {
+        "n": len(values),
+        "accuracy": pct(sum(values) / len(values)) if values else None,
+        "ci95": [pct(x) for x in stats.task_interval(values)] if values else None,
+    }
 
 
 def _ablation_entry(mine: list[dict], done: dict, mode: str) -> dict:
@@ -473,6 +503,27 @@ def write_reports(out: Path, results: dict, title: str | None = None) -> None:
         f"{_ci(results.get('overall_ci95'))} | | | | | |",
         "",
     ]
+    split = {t: v["by_answer_type"] for t, v in results["tasks"].items() if v.get("by_answer_type")}
+    if split:
+        lines += [
+            "| VQA task | closed (yes/no) n | closed accuracy | closed 95% CI | open n | open accuracy | open 95% CI |",
+            "|---|---:|---:|---|---:|---:|---|",
+        ]
+        for task, by in split.items():
+            c, o = by["closed"], by["open"]
+            lines.append(
+                f"| {task} | {c['n']} | {_num(c['accuracy'])} | {_ci(c['ci95'])} | {o['n']} | {_num(o['accuracy'])} | "
+                f"{_ci(o['ci95'])} |"
+            )
+        lines.append("")
+    by_modality = {t: v["by_modality"] for t, v in results["tasks"].items() if v.get("by_modality")}
+    if by_modality:
+        lines += ["| task | modality | n | accuracy | 95% CI |", "|---|---|---:|---:|---|"]
+        for task, mods in by_modality.items():
+            lines += [
+                f"| {task} | {m} | {e['n']} | {_num(e['accuracy'])} | {_ci(e['ci95'])} |" for m, e in mods.items()
+            ]
+        lines.append("")
     ablations = {t: v["ablation"] for t, v in results["tasks"].items() if v.get("ablation")}
     if ablations:
         lines += [
