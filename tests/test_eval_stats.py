@@ -225,3 +225,55 @@ def test_closed_and_open_accuracies_and_modalities_on_a_fixed_table(tmp_path):
     write_reports(tmp_path, res)
     md = (tmp_path / "results.md").read_text()
     assert "| slake_vqa | 4 | 75.00 |" in md and "| 3 | 33.33 |" in md and "| slake_vqa | MRI | 3 | 0.00 |" in md
+
+
+# ----------------------------------------------------------------------------- judge agreement
+def _fake_run(folder, verdicts, outputs, task="rad_vqa"):
+    """A run folder as medix-verl eval leaves it: results.json and samples.jsonl."""
+    folder.mkdir(parents=True)
+    with open(folder / "samples.jsonl", "w") as f:
+        for i, (v, out) in enumerate(zip(verdicts, outputs)):
+            f.write(json.dumps({"task": task, "id": f"q{i}", "score": float(v), "raw_output": out}) + "\n")
+    acc = 100.0 * sum(verdicts) / len(verdicts)
+    (folder / "results.json").write_text(json.dumps({"tasks": {task: {"accuracy": acc}}, "overall": acc}))
+
+
+def test_two_judges_on_the_same_answers_report_agreement_and_kappa(tmp_path):
+    from medix_verl.eval.runner import compare, paired_comparison
+
+    a = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1]
+    b = [1, 0, 0, 0, 1, 0, 1, 1, 1, 1]
+    answers = [f"answer {i}" for i in range(10)]
+    _fake_run(tmp_path / "judge_a", a, answers)
+    _fake_run(tmp_path / "judge_b", b, answers)
+    res = paired_comparison(tmp_path / "judge_a", tmp_path / "judge_b")
+    ja = res["tasks"]["rad_vqa"]["judge_agreement"]
+    # by hand: p_o = 8/10; both judges say 1 six times in ten: p_e = 0.6^2 + 0.4^2 = 0.52
+    assert ja["n"] == 10 and ja["agreement"] == 0.8
+    assert ja["kappa"] == pytest.approx((0.8 - 0.52) / (1 - 0.52)) and ja["kappa_kind"] == "cohen"
+    assert res["overall"]["judge_agreement"]["kappa"] == pytest.approx(ja["kappa"])
+    table = compare([tmp_path / "judge_a", tmp_path / "judge_b"], tmp_path / "cmp")
+    assert "| 10, 80.0%, 0.583 |" in table
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert saved["tasks"]["rad_vqa"]["judge_agreement"]["agreement"] == 0.8
+
+
+def test_runs_over_different_answers_keep_the_paired_comparison_only(tmp_path):
+    from medix_verl.eval.runner import paired_comparison
+
+    _fake_run(tmp_path / "model_a", [1, 0, 1, 1], ["a", "b", "c", "d"])
+    _fake_run(tmp_path / "model_b", [1, 1, 1, 0], ["w", "x", "y", "z"])
+    res = paired_comparison(tmp_path / "model_a", tmp_path / "model_b")
+    assert res["tasks"]["rad_vqa"]["n_paired"] == 4 and "judge_agreement" not in res["tasks"]["rad_vqa"]
+    assert "judge_agreement" not in res["overall"]
+
+
+def test_a_rubric_task_reports_the_weighted_kappa():
+    v = stats.verdict_agreement([0.8, 0.6, 1.0, 0.0], [0.8, 0.4, 1.0, 0.2], levels=6)
+    # by hand on the 0-5 scale: pairs (4,4) (3,2) (5,5) (0,1); quadratic weights (i-j)^2/25
+    from sklearn.metrics import cohen_kappa_score
+
+    assert v["agreement"] == 0.5 and v["kappa_kind"] == "quadratic_weighted"
+    assert v["kappa"] == pytest.approx(
+        cohen_kappa_score([4, 3, 5, 0], [4, 2, 5, 1], labels=list(range(6)), weights="quadratic")
+    )

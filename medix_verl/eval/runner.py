@@ -604,14 +604,15 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _load_run(folder: Path) -> tuple[dict, dict, dict]:
-    """results.json, run.json (or {}) and the scored samples {(task, id): score} of a run folder."""
+def _load_run(folder: Path) -> tuple[dict, dict, dict, dict]:
+    """results.json, run.json (or {}), the scored samples {(task, id): score} and their generation
+    text {(task, id): raw_output} of a run folder."""
     path = Path(folder) / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (run medix-verl eval first)")
     run_path = Path(folder) / "run.json"
     run = json.loads(run_path.read_text()) if run_path.exists() else {}
-    scores = {}
+    scores, outputs = {}, {}
     log = Path(folder) / LOG_NAME
     if log.exists():
         for line in log.read_text(encoding="utf-8").splitlines():
@@ -621,13 +622,14 @@ def _load_run(folder: Path) -> tuple[dict, dict, dict]:
                 continue
             if rec.get("score") is not None and not rec.get("variant"):
                 scores[(rec["task"], str(rec["id"]))] = float(rec["score"])
-    return json.loads(path.read_text()), run, scores
+                outputs[(rec["task"], str(rec["id"]))] = rec.get("raw_output")
+    return json.loads(path.read_text()), run, scores, outputs
 
 
 def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
     """Compare two runs on the samples both scored: per task and overall (see :mod:`.stats`)."""
-    res_a, run_a, sa = _load_run(a_dir)
-    res_b, run_b, sb = _load_run(b_dir)
+    res_a, run_a, sa, out_a = _load_run(a_dir)
+    res_b, run_b, sb, out_b = _load_run(b_dir)
     common = [t for t in res_a["tasks"] if t in res_b["tasks"]]
     ha, hb = run_a.get("tasks", {}), run_b.get("tasks", {})
     differ = [t for t in common if t in ha and t in hb and ha[t] != hb[t]]
@@ -637,7 +639,7 @@ def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
             "their accuracies are not comparable"
         )
     unverified = [t for t in common if t not in ha or t not in hb]
-    tasks, pvals, per_task_pairs = {}, {}, {}
+    tasks, pvals, per_task_pairs, same_binary = {}, {}, {}, ([], [])
     for task in common:
         ids = sorted(k for k in sa if k[0] == task and k in sb)
         a = [sa[k] for k in ids]
@@ -658,6 +660,16 @@ def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
             "p_value": p,
             "test": "mcnemar_exact" if binary else "paired_bootstrap",
         }
+        # the same answers judged twice (a re-judge: another judge, protocol or version): how the
+        # two judges agree
+        same = [k for k in ids if out_a.get(k) is not None and out_a.get(k) == out_b.get(k)]
+        if same:
+            rubric = TASKS[task].rubric if task in TASKS else False
+            va, vb = [sa[k] for k in same], [sb[k] for k in same]
+            tasks[task]["judge_agreement"] = stats.verdict_agreement(va, vb, levels=6 if rubric else None)
+            if not rubric:
+                same_binary[0].extend(va)
+                same_binary[1].extend(vb)
     for task, significant in stats.holm(pvals).items():
         tasks[task]["significant"] = significant
     overall = None
@@ -671,7 +683,17 @@ def paired_comparison(a_dir: Path, b_dir: Path) -> dict:
             "diff": round(sum(v["diff"] for v in tasks.values()) / len(tasks), 2),
             "ci95": [pct(low), pct(high)],
         }
+    if overall is not None and same_binary[0]:
+        overall["judge_agreement"] = stats.verdict_agreement(*same_binary)  # the 0/1 tasks, pooled
     return {"a": str(a_dir), "b": str(b_dir), "tasks": tasks, "overall": overall, "unverified_task_data": unverified}
+
+
+def _agreement(v: dict | None) -> str:
+    if not v:
+        return ""
+    kappa = "n/a" if v["kappa"] is None else f"{v['kappa']:.3f}"
+    kind = "" if v["kappa_kind"] == "cohen" else " (quadratic weighted)"
+    return f"{v['n']}, {v['agreement']:.1%}, {kappa}{kind}"
 
 
 def compare(dirs: list[Path], out: Path | None) -> str:
@@ -701,19 +723,20 @@ def compare(dirs: list[Path], out: Path | None) -> str:
             f"Paired on the samples both runs scored (B = {b} minus A = {a}; p: exact McNemar for 0/1 tasks, "
             "paired bootstrap for rubric tasks; * significant after Holm over tasks at 0.05):",
             "",
-            "| task | n paired | A | B | B - A | 95% CI | p |",
-            "|---|---:|---:|---:|---:|---|---:|",
+            "| task | n paired | A | B | B - A | 95% CI | p | judges agree (same answers: n, share, kappa) |",
+            "|---|---:|---:|---:|---:|---|---:|---|",
         ]
         for task, v in paired["tasks"].items():
             star = " *" if v.get("significant") else ""
             rows.append(
                 f"| {task} | {v['n_paired']} | {v['a']:.2f} | {v['b']:.2f} | {v['diff']:+.2f}{star} | "
-                f"{_ci(v['ci95'])} | {v['p_value']:.3g} |"
+                f"{_ci(v['ci95'])} | {v['p_value']:.3g} | {_agreement(v.get('judge_agreement'))} |"
             )
         if paired["overall"]:
             o = paired["overall"]
             rows.append(
-                f"| **overall** | {o['n_paired']} | {o['a']:.2f} | {o['b']:.2f} | {o['diff']:+.2f} | {_ci(o['ci95'])} | |"
+                f"| **overall** | {o['n_paired']} | {o['a']:.2f} | {o['b']:.2f} | {o['diff']:+.2f} | {_ci(o['ci95'])} | | "
+                f"{_agreement(o.get('judge_agreement'))} |"
             )
         if paired["unverified_task_data"]:
             rows.append("")

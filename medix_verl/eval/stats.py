@@ -14,6 +14,8 @@ Bootstraps are seeded, so a report is reproducible.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import binomtest
 
@@ -114,3 +116,42 @@ def holm(p_values: dict[str, float], alpha: float = 0.05) -> dict[str, bool]:
             break
         out[key] = True
     return out
+
+
+def verdict_agreement(a, b_values, *, levels: int | None = None) -> dict:
+    """How two judges agree on the same answers: ``n``, raw ``agreement`` (share of equal
+    verdicts) and Cohen's ``kappa`` (chance-corrected; None when it is undefined, e.g. both judges
+    gave one verdict throughout). ``levels``: a rubric of ``levels`` equally spaced scores over
+    [0, 1] (MIMIC's 0-5 is 6): the quadratic-weighted kappa instead, named in ``kappa_kind``.
+
+    >>> a = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1]
+    >>> b = [1, 0, 0, 0, 1, 0, 1, 1, 1, 1]
+    >>> v = verdict_agreement(a, b)
+    >>> v["n"], v["agreement"], round(v["kappa"], 4), v["kappa_kind"]
+    (10, 0.8, 0.5833, 'cohen')
+    >>> verdict_agreement([0.8, 0.6, 1.0], [0.8, 0.4, 1.0], levels=6)["kappa_kind"]
+    'quadratic_weighted'
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    a, b_values = list(a), list(b_values)
+    if len(a) != len(b_values):
+        raise ValueError(f"{len(a)} verdicts against {len(b_values)}")
+    if not a:
+        return {"n": 0, "agreement": None, "kappa": None, "kappa_kind": None}
+    if levels:
+        x = [int(round(v * (levels - 1))) for v in a]
+        y = [int(round(v * (levels - 1))) for v in b_values]
+        kind, weights, labels = "quadratic_weighted", "quadratic", list(range(levels))
+    else:
+        x, y = [int(round(v)) for v in a], [int(round(v)) for v in b_values]
+        kind, weights, labels = "cohen", None, [0, 1]
+    agreement = sum(p == q for p, q in zip(x, y)) / len(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = float(cohen_kappa_score(x, y, labels=labels, weights=weights))
+    return {
+        "n": len(x),
+        "agreement": agreement,
+        "kappa": kappa if math.isfinite(kappa) else None,
+        "kappa_kind": kind,
+    }
