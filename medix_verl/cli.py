@@ -259,11 +259,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .eval.runner import EvalConfig, TooManyFailures, run_eval
     from .eval.runstate import RunStateError
 
+    model = args.model
+    if args.reuse_generations and not model:  # that run's model, as recorded
+        run_path = Path(args.reuse_generations) / "run.json"
+        if not run_path.exists():
+            print(
+                f"medix-verl eval: --reuse-generations {args.reuse_generations}: not an evaluation run (no run.json)",
+                file=sys.stderr,
+            )
+            return EXIT_BUSY
+        model = json.loads(run_path.read_text()).get("settings", {}).get("model")
+    if not model:
+        print("medix-verl eval: --model is needed (the served name of the evaluated model)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.model_url and not args.reuse_generations:
+        print("medix-verl eval: --model-url is needed (or --reuse-generations RUN)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     cfg = EvalConfig(
         tasks=args.tasks,
         data_dir=Path(args.data_dir),
         model_url=args.model_url,
-        model=args.model,
+        model=model,
         judge_url=args.judge_url,
         judge_model=args.judge_model,
         output=Path(args.output),
@@ -281,6 +297,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         image_ablation=args.image_ablation,
         model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
         judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
+        reuse_generations=Path(args.reuse_generations) if args.reuse_generations else None,
     )
     try:
         results = asyncio.run(run_eval(cfg))
@@ -361,8 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="reference-based LLM-as-judge evaluation over the benchmarks")
     e.add_argument("--tasks", default="all", help="all | text | image | T1,T2,... (default all)")
     e.add_argument("--data-dir", required=True, help="folder with <task>.parquet from data_prep.eval_sets")
-    e.add_argument("--model-url", required=True, help="OpenAI base URL serving the evaluated model")
-    e.add_argument("--model", required=True, help="served name of the evaluated model")
+    e.add_argument(
+        "--model-url",
+        help="OpenAI base URL serving the evaluated model (with --reuse-generations: only for answers missing there)",
+    )
+    e.add_argument("--model", help="served name of the evaluated model (with --reuse-generations: that run's)")
+    e.add_argument(
+        "--reuse-generations",
+        metavar="RUN",
+        help="judge the answers of an earlier run folder again (same tasks, data and generation settings, else "
+        "exit 6): nothing is sent to the policy server",
+    )
     e.add_argument(
         "--judge-url", required=True, help="OpenAI base URL serving the judge, or its replicas as a comma list"
     )

@@ -357,3 +357,72 @@ def test_an_empty_answer_is_judged_not_a_generation_failure(tmp_path):
     assert v2["raw_output"] == "" and v2["prediction"] == "" and v2["score"] == 0.0 and not v2.get("failure")
     t = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["rad_vqa"]
     assert t["scored"] == 2 and t["generation_failures"] == 0 and t["accuracy"] == 50.0
+
+
+def rejudge_cmd(data_dir, out, run, judge_url, *extra):
+    cmd = eval_cmd(data_dir, out, "unused", judge_url, "--reuse-generations", str(run), *extra)
+    i = cmd.index("--model-url")
+    return cmd[:i] + cmd[i + 4 :]  # neither --model-url nor --model: that run's model, no policy server
+
+
+def test_reuse_generations_judges_again_without_generating(tmp_path):
+    """Generate once, judge many: a re-judge sends nothing to the policy server and, with the
+    same judge, ends with the full run's verdicts; its run.json names the source run."""
+    write_tasks(tmp_path / "data")
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        full = subprocess.run(
+            eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--max-failure-rate", "0.5"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert full.returncode == 0, full.stderr
+        sent = model.received
+        again = subprocess.run(
+            rejudge_cmd(tmp_path / "data", tmp_path / "rejudge", tmp_path / "full", judge.url, "--max-failure-rate", "0.5"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert model.received == sent  # not one generation request
+    a = {(s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "full" / "samples.jsonl").read_text().splitlines())}
+    b = {(s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "rejudge" / "samples.jsonl").read_text().splitlines())}
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key]["raw_output"] == a[key]["raw_output"] and b[key]["score"] == a[key]["score"], key
+    run = json.loads((tmp_path / "rejudge" / "run.json").read_text())
+    assert run["settings"]["generations_from"] == str((tmp_path / "full").resolve())
+    res = json.loads((tmp_path / "rejudge" / "results.json").read_text())
+    assert res["run"]["reused_generations"]["reused"] == len(a) and res["run"]["generation_requests"] == 0
+    # and compared with eval-compare: the same answers, the same judge: full agreement
+    cmp = subprocess.run(
+        [sys.executable, "-m", "medix_verl.cli", "eval-compare", str(tmp_path / "full"), str(tmp_path / "rejudge"),
+         "-o", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cmp.returncode == 0, cmp.stderr
+    agreement = json.loads((tmp_path / "cmp" / "compare.json").read_text())["tasks"]["rad_vqa"]["judge_agreement"]
+    assert agreement["agreement"] == 1.0 and agreement["n"] == 2
+
+
+def test_reuse_generations_of_other_data_or_of_no_run_is_refused(tmp_path):
+    write_tasks(tmp_path / "data")
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        full = subprocess.run(
+            eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--tasks", "rad_vqa"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert full.returncode == 0, full.stderr
+        # another task set
+        other_tasks = subprocess.run(rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url,
+                                                 "--tasks", "mmlu_anatomy"), capture_output=True, text=True)  # fmt: skip
+        # the data changed since
+        TASK_ROWS["rad_vqa"][1]["answer"] = "kidney"
+        try:
+            write_tasks(tmp_path / "data2")
+        finally:
+            TASK_ROWS["rad_vqa"][1]["answer"] = "liver"
+        changed = subprocess.run(rejudge_cmd(tmp_path / "data2", tmp_path / "r2", tmp_path / "full", judge.url,
+                                             "--tasks", "rad_vqa"), capture_output=True, text=True)  # fmt: skip
+        not_a_run = subprocess.run(rejudge_cmd(tmp_path / "data", tmp_path / "r3", tmp_path / "data", judge.url,
+                                               "--tasks", "rad_vqa"), capture_output=True, text=True)  # fmt: skip
+    assert other_tasks.returncode == 6 and "task mmlu_anatomy: not in that run" in other_tasks.stderr
+    assert changed.returncode == 6 and "task data rad_vqa" in changed.stderr
+    assert not_a_run.returncode == 6 and "not an evaluation run" in not_a_run.stderr
+    assert not (tmp_path / "r2" / "samples.jsonl").exists()

@@ -128,6 +128,11 @@ class EvalConfig:
     image_ablation: str | None = None
     model_api_key: str | None = None  # sent to the policy server only
     judge_api_key: str | None = None  # sent to the judge only
+    reuse_generations: Path | None = None  # a run folder whose answers are judged again
+
+
+#: the settings that decide the answers (a run whose answers are reused must match them)
+GENERATION_SETTINGS = ("model", "system_prompt", "force_think", "generation_params", "limit")
 
 
 @dataclass
@@ -174,7 +179,7 @@ async def _judge_sample(
 
 def run_settings(cfg: EvalConfig, protocol: JudgeProtocol) -> dict:
     """What must be equal for a resumed run to reuse earlier answers (server URLs may change)."""
-    return {
+    settings = {
         "model": cfg.model,
         "judge_model": cfg.judge_model,
         "protocol": protocol.name,
@@ -183,7 +188,58 @@ def run_settings(cfg: EvalConfig, protocol: JudgeProtocol) -> dict:
         "force_think": cfg.force_think,
         "generation_params": GEN_PARAMS,
         "judge_params": protocol.params,
+        "limit": cfg.limit,
     }
+    if cfg.reuse_generations is not None:
+        settings["generations_from"] = str(Path(cfg.reuse_generations).resolve())
+    return settings
+
+
+class ReusedGenerations:
+    """The answers of an earlier run (``--reuse-generations RUN``), checked against this run: the
+    same tasks with the same data (sha256 of each task's parquet) and the same generation settings
+    (model, system prompt, force-think, sampling, limit), else :class:`RunStateError` (exit 6)
+    naming each difference."""
+
+    def __init__(self, folder: Path, cfg: EvalConfig, tasks: list[str], hashes: dict[str, str]):
+        from .runstate import RUN_NAME, RunStateError
+
+        self.folder = Path(folder)
+        run_path, log_path = self.folder / RUN_NAME, self.folder / LOG_NAME
+        if not run_path.exists() or not log_path.exists():
+            raise RunStateError(
+                f"--reuse-generations {self.folder}: not an evaluation run (no {RUN_NAME} and {LOG_NAME})"
+            )
+        recorded = json.loads(run_path.read_text())
+        settings, their_tasks = recorded.get("settings", {}), recorded.get("tasks", {})
+        differ = []
+        for task in tasks:
+            if task not in their_tasks:
+                differ.append(f"task {task}: not in that run (it has {', '.join(sorted(their_tasks)) or 'none'})")
+            elif their_tasks[task] != hashes[task]:
+                differ.append(
+                    f"task data {task}: that run's sha256 {their_tasks[task][:12]}..., now {hashes[task][:12]}..."
+                )
+        mine = {"model": cfg.model, "system_prompt": cfg.system_prompt, "force_think": cfg.force_think,
+                "generation_params": GEN_PARAMS, "limit": cfg.limit}  # fmt: skip
+        for key in GENERATION_SETTINGS:
+            if settings.get(key) != mine[key]:
+                differ.append(f"{key}: that run {settings.get(key)!r}, now {mine[key]!r}")
+        if differ:
+            raise RunStateError(
+                f"--reuse-generations {self.folder}: its answers are not answers to this run:\n  " + "\n  ".join(differ)
+            )
+        self.records = SampleLog.read_only(log_path)
+
+    def answer(self, sample: dict) -> str | None:
+        """The raw answer the earlier run generated for ``sample`` (None: missing or failed there)."""
+        rec = self.records.get(key_of(sample))
+        return None if rec is None else rec.get("raw_output")
+
+    def unknown_ids(self, samples: list[dict]) -> list[tuple]:
+        """Samples of that run that this run's data no longer has (reported, not judged)."""
+        known = {key_of(s) for s in samples}
+        return sorted(k for k in self.records if k not in known and k[0] in {s["task"] for s in samples})
 
 
 class TooManyFailures(RuntimeError):
@@ -195,9 +251,16 @@ async def run_eval(cfg: EvalConfig) -> dict:
     protocol = get_protocol(cfg.protocol)
     tasks = resolve_tasks(cfg.tasks, cfg.data_dir)
     hashes = {t: file_sha256(cfg.data_dir / f"{t}.parquet") for t in tasks}
+    reused = None
+    if cfg.reuse_generations is not None:
+        if Path(cfg.reuse_generations).resolve() == Path(cfg.output).resolve():
+            raise ValueError("--reuse-generations must be another run's folder than --output")
+        reused = ReusedGenerations(cfg.reuse_generations, cfg, tasks, hashes)
+    elif not cfg.model_url:
+        raise ValueError("--model-url is needed (or --reuse-generations RUN to judge an earlier run's answers)")
     with FolderLock(cfg.output):
         check_fingerprint(cfg.output, run_settings(cfg, protocol), hashes, force_new=cfg.force_new)
-        results = await _run_locked(cfg, protocol, tasks)
+        results = await _run_locked(cfg, protocol, tasks, reused)
     failed = results["run"]["failed_samples"]
     if failed > cfg.max_failure_rate * results["run"]["samples"]:
         generation = sum(t["generation_failures"] for t in results["tasks"].values())
@@ -238,7 +301,9 @@ def ablated(samples: list[dict], mode: str) -> list[dict]:
     return out
 
 
-async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]) -> dict:
+async def _run_locked(
+    cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str], reused: ReusedGenerations | None = None
+) -> dict:
     samples = [s for t in tasks for s in load_samples(cfg.data_dir, t, cfg.limit)]
     variants = ablated(samples, cfg.image_ablation) if cfg.image_ablation else []
     log = SampleLog(cfg.output / LOG_NAME)
@@ -256,7 +321,17 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
 
     todo = [s for s in samples + variants if not finished(s)]
     retried = sum(1 for s in todo if key_of(s) in log.done)
-    policy = ChatClient(
+    reuse = {"run": str(reused.folder), "reused": 0, "generated": 0, "missing": 0} if reused else None
+    if reused is not None:
+        unknown = reused.unknown_ids(samples)
+        reuse["unknown_ids"] = len(unknown)
+        if unknown:
+            print(
+                f"medix-verl eval: {len(unknown)} sample(s) of {reused.folder} are not in this run's data (not judged): "
+                + ", ".join(f"{t}/{i}" for t, i, _ in unknown[:10]),
+                file=sys.stderr,
+            )
+    policy = None if not cfg.model_url else ChatClient(
         cfg.model_url,
         cfg.model,
         max_concurrency=cfg.max_concurrency,
@@ -308,7 +383,22 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
             if sample.get("variant"):
                 record["variant"] = sample["variant"]
             try:
-                raw = await policy.complete(generation_messages(sample, cfg.system_prompt, cfg.force_think), GEN_PARAMS)
+                raw = reused.answer(sample) if reused is not None else None
+                if raw is not None:
+                    reuse["reused"] += 1
+                elif policy is None:
+                    reuse["missing"] += 1
+                    raise ChatRequestError(
+                        f"no answer in {reused.folder} (missing or failed there) and no --model-url to generate it",
+                        transient=False,
+                        kind="missing",
+                    )
+                else:
+                    if reuse is not None:
+                        reuse["generated"] += 1
+                    raw = await policy.complete(
+                        generation_messages(sample, cfg.system_prompt, cfg.force_think), GEN_PARAMS
+                    )
             except ChatRequestError as exc:
                 counters.generation_failures += 1
                 record.update(
@@ -339,7 +429,8 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
     finally:
         for bar in bars.values():
             bar.close()
-        await policy.aclose()
+        if policy is not None:
+            await policy.aclose()
         await judge.aclose()
     log.compact()
     log.close()
@@ -360,8 +451,12 @@ async def _run_locked(cfg: EvalConfig, protocol: JudgeProtocol, tasks: list[str]
         "unparseable_verdicts": counters.unparseable,
         "generation_failures": counters.generation_failures,
         "judge_failures": counters.judge_failures,
-        "generation_requests": policy.stats.requests,
-        "generation_tokens": {"prompt": policy.stats.prompt_tokens, "completion": policy.stats.completion_tokens},
+        "generation_requests": policy.stats.requests if policy else 0,
+        "generation_tokens": {
+            "prompt": policy.stats.prompt_tokens if policy else 0,
+            "completion": policy.stats.completion_tokens if policy else 0,
+        },
+        "reused_generations": reuse,
         "judge_calls": judge.stats.calls,
         "judge_requests": judge.stats.requests,
         "judge_tokens": {"prompt": judge.stats.prompt_tokens, "completion": judge.stats.completion_tokens},

@@ -180,6 +180,20 @@ class SampleLog:
                             handle.write(b"\n")
             offset += len(line) + 1
 
+    @staticmethod
+    def read_only(path: Path) -> dict:
+        """The newest record of each sample in another run's log, without touching it (unreadable
+        lines are left out)."""
+        done = {}
+        for line in Path(path).read_bytes().split(b"\n"):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                    done[record_key(rec)] = rec
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return done
+
     def append(self, record: dict) -> None:
         os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
         self.done[record_key(record)] = record
