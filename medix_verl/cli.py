@@ -337,6 +337,81 @@ def _cmd_eval_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_judging_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``eval`` and ``eval-series`` share: data, judge, protocol, generation, limits."""
+    p.add_argument("--tasks", default="all", help="all | text | image | T1,T2,... (default all)")
+    p.add_argument("--data-dir", required=True, help="folder with <task>.parquet from data_prep.eval_sets")
+    p.add_argument(
+        "--judge-url", required=True, help="OpenAI base URL serving the judge, or its replicas as a comma list"
+    )
+    p.add_argument("--judge-model", default="Qwen/Qwen3-14B", help="served judge name (default Qwen/Qwen3-14B)")
+    p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3, help="judge rounds in one conversation (default 3)")
+    p.add_argument(
+        "--protocol",
+        default="release",
+        choices=["release", "medix"],
+        help="judge protocol: release (the MediX-R1 release's, byte for byte; default) or medix (the project's "
+        "own stricter judge, opt-in)",
+    )
+    p.add_argument(
+        "--force-think", action="store_true", help="append ' <think>' to every question (the release's FORCE_THINK=1)"
+    )
+    p.add_argument(
+        "--max-failure-rate",
+        type=float,
+        default=0.02,
+        help="exit 5 if more than this share of samples failed after their retries (default 0.02); a rerun retries them",
+    )
+    p.add_argument("--system-prompt", help="system prompt for the evaluated model (default none, as released)")
+    p.add_argument("--limit", type=int, help="first N samples of each task")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per generation request")
+    p.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
+
+
+def _cmd_eval_series(args: argparse.Namespace) -> int:
+    from .eval.runner import EvalConfig
+    from .eval.runstate import RunStateError
+    from .eval.series import SeriesError, main_log, run_series
+
+    base = EvalConfig(
+        tasks=args.tasks,
+        data_dir=Path(args.data_dir),
+        model_url="",
+        model="",
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+        output=Path(args.output),
+        max_concurrency=args.max_concurrency,
+        rounds=args.rounds,
+        system_prompt=args.system_prompt,
+        limit=args.limit,
+        timeout=args.timeout,
+        judge_timeout=args.judge_timeout,
+        protocol=args.protocol,
+        force_think=args.force_think,
+        max_failure_rate=args.max_failure_rate,
+        model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
+        judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
+    )
+    try:
+        series = asyncio.run(
+            run_series(Path(args.checkpoints), base, args.serve, every=args.every, ready_timeout=args.ready_timeout,
+                       log=main_log)
+        )  # fmt: skip
+    except RunStateError as exc:
+        main_log(str(exc))
+        return EXIT_BUSY
+    except (SeriesError, FileNotFoundError, ValueError) as exc:
+        main_log(str(exc))
+        return EXIT_BAD_INPUT
+    except ServerUnavailableError as exc:
+        main_log(f"server failed: {exc}")
+        return EXIT_JUDGE
+    main_log(f"series of {len(series['overall'])} step(s) in {args.output}/series.json and series.png")
+    return EXIT_FAILURES if series["failed_steps"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medix-verl", description="MediX-R1 on verl: reward scoring and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -376,8 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_calibrate)
 
     e = sub.add_parser("eval", help="reference-based LLM-as-judge evaluation over the benchmarks")
-    e.add_argument("--tasks", default="all", help="all | text | image | T1,T2,... (default all)")
-    e.add_argument("--data-dir", required=True, help="folder with <task>.parquet from data_prep.eval_sets")
+    _add_judging_arguments(e)
     e.add_argument(
         "--model-url",
         help="OpenAI base URL serving the evaluated model (with --reuse-generations: only for answers missing there)",
@@ -389,23 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge the answers of an earlier run folder again (same tasks, data and generation settings, else "
         "exit 6): nothing is sent to the policy server",
     )
-    e.add_argument(
-        "--judge-url", required=True, help="OpenAI base URL serving the judge, or its replicas as a comma list"
-    )
-    e.add_argument("--judge-model", default="Qwen/Qwen3-14B", help="served judge name (default Qwen/Qwen3-14B)")
     e.add_argument("--output", required=True, help="output folder (samples.jsonl, results.json/.md/.png)")
-    e.add_argument("--max-concurrency", type=int, default=32)
-    e.add_argument("--rounds", type=int, default=3, help="judge rounds in one conversation (default 3)")
-    e.add_argument(
-        "--protocol",
-        default="release",
-        choices=["release", "medix"],
-        help="judge protocol: release (the MediX-R1 release's, byte for byte; default) or medix (the project's "
-        "own stricter judge, opt-in)",
-    )
-    e.add_argument(
-        "--force-think", action="store_true", help="append ' <think>' to every question (the release's FORCE_THINK=1)"
-    )
     e.add_argument(
         "--image-ablation",
         choices=["blank", "shuffle"],
@@ -417,18 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the output folder holds another run: move it to OUTPUT/previous-<time>/ and start again",
     )
-    e.add_argument(
-        "--max-failure-rate",
-        type=float,
-        default=0.02,
-        help="exit 5 if more than this share of samples failed after their retries (default 0.02); a rerun retries them",
-    )
-    e.add_argument("--system-prompt", help="system prompt for the evaluated model (default none, as released)")
-    e.add_argument("--limit", type=int, help="first N samples of each task")
-    e.add_argument("--timeout", type=float, default=600.0, help="seconds per generation request")
-    e.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
+
+    es = sub.add_parser("eval-series", help="evaluate a training run's checkpoints, one judge, accuracy per step")
+    es.add_argument("--checkpoints", required=True, help="folder of global_step_N (merged: actor/huggingface_merged)")
+    es.add_argument("--every", type=int, default=1, help="every K-th checkpoint by step (default 1: all)")
+    es.add_argument(
+        "--serve",
+        required=True,
+        help="command that serves one checkpoint, with {model}, {port} and {name}, e.g. "
+        "\"vllm serve {model} --served-model-name {name} --port {port} --tensor-parallel-size 4\"",
+    )
+    es.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for the server (default 900)")
+    es.add_argument("--output", required=True, help="series folder: step_N/ runs, series.json, series.png")
+    _add_judging_arguments(es)
+    es.set_defaults(func=_cmd_eval_series)
 
     ec = sub.add_parser("eval-compare", help="put several evaluation runs side by side")
     ec.add_argument("runs", nargs="+", help="output folders of medix-verl eval")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -426,3 +427,56 @@ def test_reuse_generations_of_other_data_or_of_no_run_is_refused(tmp_path):
     assert changed.returncode == 6 and "task data rad_vqa" in changed.stderr
     assert not_a_run.returncode == 6 and "not an evaluation run" in not_a_run.stderr
     assert not (tmp_path / "r2" / "samples.jsonl").exists()
+
+
+def _checkpoint(root, step):
+    model = root / f"global_step_{step}" / "actor" / "huggingface_merged"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    return model
+
+
+@pytest.mark.slow
+def test_eval_series_over_two_checkpoints(tmp_path):
+    """Each checkpoint served by the user's command, evaluated with one judge into step_N/; the
+    series shows the open question learned at step 4; run again, nothing is served again."""
+    write_tasks(tmp_path / "data")
+    for step in (2, 4):
+        _checkpoint(tmp_path / "ckpt", step)
+    (tmp_path / "ckpt" / "global_step_4" / "actor" / "extra").mkdir()  # other files: ignored
+    serve = f"{sys.executable} {Path(__file__).parent / 'fake_checkpoint_server.py'} {{model}} {{port}}"
+
+    def series():
+        return subprocess.run(
+            [sys.executable, "-m", "medix_verl.cli", "eval-series", "--checkpoints", str(tmp_path / "ckpt"),
+             "--serve", serve, "--output", str(tmp_path / "series"), "--data-dir", str(tmp_path / "data"),
+             "--tasks", "rad_vqa", "--judge-url", judge.url, "--judge-model", "judge", "--ready-timeout", "60"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    with FakeJudge(chat_policy=judge_policy) as judge:
+        first = series()
+        calls = judge.received
+        again = series()
+    assert first.returncode == 0, first.stderr
+    out = json.loads((tmp_path / "series" / "series.json").read_text())
+    assert out["steps"] == [2, 4]
+    assert [(p["step"], p["accuracy"], p["n"]) for p in out["tasks"]["rad_vqa"]] == [(2, 50.0, 2), (4, 100.0, 2)]
+    assert all(p["ci95"] for p in out["tasks"]["rad_vqa"])
+    assert (tmp_path / "series" / "step_2" / "results.json").exists()
+    assert Image.open(tmp_path / "series" / "series.png").format == "PNG"
+    # resumable: both steps finished, neither is served or judged again
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("done earlier") == 2 and judge.received == calls
+
+
+def test_eval_series_names_an_unmerged_checkpoint_and_takes_every_kth(tmp_path):
+    from medix_verl.eval.series import SeriesError, find_checkpoints
+
+    for step in (2, 4, 6):
+        _checkpoint(tmp_path, step)
+    assert [s for s, _ in find_checkpoints(tmp_path, every=2)] == [2, 6]
+    (tmp_path / "global_step_8" / "actor").mkdir(parents=True)  # FSDP shards only, not merged
+    with pytest.raises(SeriesError, match="global_step_8.*merge_checkpoint"):
+        find_checkpoints(tmp_path)

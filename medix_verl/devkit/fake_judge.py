@@ -55,8 +55,10 @@ class FakeJudge:
         chat_policy: Callable[[dict], str] | None = None,
         body_policy: Callable[[dict], dict | None] | None = None,
         context_chars: int | None = None,
+        port: int = 0,
     ):
         self.policy = policy
+        self._port = int(port)  # 0: any free port
         self.latency = latency
         self.capacity = capacity
         self.fail_first = fail_first
@@ -197,7 +199,7 @@ class FakeJudge:
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
