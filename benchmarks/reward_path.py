@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,9 @@ def reward_loop_rate(url: str, rows: list[dict], concurrency: int, tmp: Path) ->
         "reward.reward_manager.name=medix",
         *(f"+{kw}.{k}={v}" for k, v in settings_kwargs(url, concurrency).items()),
     ]
+    from medix_verl.reward import scorer as scorer_module
+
+    scorer_module._SCORERS.clear()  # a new scorer each time: cold caches, new connections
     worker = RewardLoopWorker(compose_verl_config(overrides))
     data = make_dataproto(tok, rows, response_len=64)
     from medix_verl.reward.scorer import _SCORERS
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--service-time", type=float, default=0.05)
     parser.add_argument("--capacity", type=int, default=64)
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements of each path, interleaved (median)")
     args = parser.parse_args()
     rows = [{"response": r, "ground_truth": g} for r, g in make_rollouts(args.prompts, args.n)]
     global EMBED_URL
@@ -195,16 +200,25 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            scorer_rps, requests, bodies = scorer_rate(url, rows, conc)
-            ceiling = asyncio.run(bare(url, bodies, conc))
+            # each path and the ceiling measured --repeat times, interleaved, each from cold (a new
+            # scorer, new connections): the median of each, so a burst of load elsewhere on a small
+            # machine moves one sample, not the ratio
+            scorer_runs, ceilings, loop_runs = [], [], []
+            for _ in range(args.repeat):
+                scorer_rps, requests, bodies = scorer_rate(url, rows, conc)
+                scorer_runs.append(scorer_rps)
+                ceilings.append(asyncio.run(bare(url, bodies, conc)))
+                loop_runs.append(reward_loop_rate(url, rows, conc, tmp))
+            ceiling, scorer_rps, loop_rps = (statistics.median(x) for x in (ceilings, scorer_runs, loop_runs))
             print(
-                f"  bare aiohttp client: {len(bodies)} requests at concurrency {conc}: {ceiling:.0f} req/s (the ceiling)"
+                f"  bare aiohttp client: {len(bodies)} requests at concurrency {conc}: {ceiling:.0f} req/s (the ceiling; "
+                f"median of {args.repeat}: {', '.join(f'{x:.0f}' for x in ceilings)})"
             )
-            print(f"  scorer (score_many): {requests} requests: {scorer_rps:.0f} req/s")
+            print(f"  scorer (score_many): {requests} requests: {', '.join(f'{x:.0f}' for x in scorer_runs)} req/s")
+            print(f"  verl reward loop: {', '.join(f'{x:.0f}' for x in loop_runs)} req/s")
             print(f"RATIO scorer / bare client: {scorer_rps / ceiling:.2f}x (target >= 0.9x)")
             cli = cli_rate(url, rows, conc, tmp)
             print(f"RATIO medix-verl score / bare client: {cli / ceiling:.2f}x (target >= 0.9x; {cli:.0f} req/s)")
-            loop_rps = reward_loop_rate(url, rows, conc, tmp)
             print(
                 f"RATIO verl reward loop (medix manager) / bare client: {loop_rps / ceiling:.2f}x ({loop_rps:.0f} req/s)"
             )

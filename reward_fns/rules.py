@@ -30,8 +30,7 @@ MODALITY_TAGS: tuple[str, ...] = (
 )
 
 PAPER_NORMALIZE_PATTERN = re.compile(r"\s*(<|>|/)\s*")  # the release's; quadratic on long whitespace
-_WS_RUN = re.compile(r"\s+")
-_MARKUP = frozenset("<>/")
+_MARKUP_SPLIT = re.compile(r"([<>/])")
 # The release's patterns, kept for reference and for the equivalence tests. They backtrack
 # quadratically on adversarial input, so the functions below implement the same semantics with
 # linear scans.
@@ -47,19 +46,21 @@ def normalize_response(response: str) -> str:
     >>> normalize_response("< CT_SCAN > <thinking> a / b </ thinking >")
     '<CT_SCAN><thinking>a/b</thinking>'
     """
-    # same as PAPER_NORMALIZE_PATTERN.sub(r"\1", response), in linear time: a whitespace run goes
-    # when the character on either side of it is <, > or /
-    pieces = []
-    last = 0
-    for run in _WS_RUN.finditer(response):
-        start, end = run.span()
-        before = response[start - 1] if start else ""
-        after = response[end] if end < len(response) else ""
-        if before in _MARKUP or after in _MARKUP:
-            pieces.append(response[last:start])
-            last = end
-    pieces.append(response[last:])
-    return "".join(pieces)
+    # same as PAPER_NORMALIZE_PATTERN.sub(r"\1", response), in linear time: the text between two
+    # markup characters loses its whitespace on the side(s) that touch one (str.strip and the
+    # pattern's \s agree on what whitespace is: both are str.isspace)
+    parts = _MARKUP_SPLIT.split(response)
+    if len(parts) == 1:
+        return response
+    last = len(parts) - 1
+    for i in range(0, len(parts), 2):  # the text between markup characters; odd items are markup
+        if i == 0:
+            parts[i] = parts[i].rstrip()
+        elif i == last:
+            parts[i] = parts[i].lstrip()
+        else:
+            parts[i] = parts[i].strip()
+    return "".join(parts)
 
 
 def _strip_answer(text: str) -> str:

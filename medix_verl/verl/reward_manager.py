@@ -26,6 +26,7 @@ manager keeps verl's own path). ``run_single`` stays for verl's per-sample calls
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from verl import DataProto
@@ -72,6 +73,10 @@ class MedixRewardManager(RewardManagerBase):
         warm_up = getattr(self.scorer.embedder, "warm_up", None)
         if warm_up is not None:
             warm_up()
+        # a reward worker holds verl, torch and transformers: millions of long-lived objects that
+        # every full garbage collection would walk again while thousands of judge requests are in
+        # flight. Set aside from collection once they are loaded (gc.freeze, as servers do).
+        gc.freeze()
 
     async def run_single(self, data: DataProto) -> dict:
         last = len(data) - 1  # multi-sequence outputs: score the last sequence
