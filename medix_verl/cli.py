@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve",
         required=True,
         help="command that serves one checkpoint, with {model}, {port} and {name}, e.g. "
-        "\"vllm serve {model} --served-model-name {name} --port {port} --tensor-parallel-size 4\"",
+        '"vllm serve {model} --served-model-name {name} --port {port} --tensor-parallel-size 4"',
     )
     es.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for the server (default 900)")
     es.add_argument("--output", required=True, help="series folder: step_N/ runs, series.json, series.png")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medix_verl.devkit.fake_judge import FakeJudge  # noqa: E402
+from medix_verl.devkit.fake_judge import FakeJudge
 
 
 def main() -> None:

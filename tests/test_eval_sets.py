@@ -197,8 +197,14 @@ def test_slake_english_only_and_image_root(tmp_path):
     root.mkdir(parents=True)
     (root / "source.jpg").write_bytes(rgb_jpeg())
     rows = [
-        {"qid": 1, "img_name": "xmlab1/source.jpg", "question": "Is this a CT?", "answer": "Yes", "q_lang": "en",
-         "modality": "CT"},  # fmt: skip
+        {
+            "qid": 1,
+            "img_name": "xmlab1/source.jpg",
+            "question": "Is this a CT?",
+            "answer": "Yes",
+            "q_lang": "en",
+            "modality": "CT",
+        },  # fmt: skip
         {"qid": 2, "img_name": "xmlab1/source.jpg", "question": "这是CT吗?", "answer": "是", "q_lang": "zh"},
         {"qid": 3, "img_name": "xmlab1/missing.jpg", "question": "Where?", "answer": "Lung", "q_lang": "en"},
     ]

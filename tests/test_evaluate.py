@@ -383,8 +383,13 @@ def test_reuse_generations_judges_again_without_generating(tmp_path):
         )  # fmt: skip
         assert again.returncode == 0, again.stderr
         assert model.received == sent  # not one generation request
-    a = {(s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "full" / "samples.jsonl").read_text().splitlines())}
-    b = {(s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "rejudge" / "samples.jsonl").read_text().splitlines())}
+    a = {
+        (s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "full" / "samples.jsonl").read_text().splitlines())
+    }
+    b = {
+        (s["task"], s["id"]): s
+        for s in map(json.loads, (tmp_path / "rejudge" / "samples.jsonl").read_text().splitlines())
+    }
     assert a.keys() == b.keys()
     for key in a:
         assert b[key]["raw_output"] == a[key]["raw_output"] and b[key]["score"] == a[key]["score"], key

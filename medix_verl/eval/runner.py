@@ -331,17 +331,21 @@ async def _run_locked(
                 + ", ".join(f"{t}/{i}" for t, i, _ in unknown[:10]),
                 file=sys.stderr,
             )
-    policy = None if not cfg.model_url else ChatClient(
-        cfg.model_url,
-        cfg.model,
-        max_concurrency=cfg.max_concurrency,
-        timeout=cfg.timeout,
-        retries=cfg.retries,
-        cache_size=0,
-        max_error_rate=0.5,
-        role="policy server",
-        api_key=cfg.model_api_key,
-        empty_is_answer=True,  # the release judges "" as the answer of a model that said nothing
+    policy = (
+        None
+        if not cfg.model_url
+        else ChatClient(
+            cfg.model_url,
+            cfg.model,
+            max_concurrency=cfg.max_concurrency,
+            timeout=cfg.timeout,
+            retries=cfg.retries,
+            cache_size=0,
+            max_error_rate=0.5,
+            role="policy server",
+            api_key=cfg.model_api_key,
+            empty_is_answer=True,  # the release judges "" as the answer of a model that said nothing
+        )
     )
     judge = ChatClient(
         cfg.judge_url,

@@ -59,7 +59,8 @@ def find_checkpoints(folder: Path, every: int = 1) -> list[tuple[int, Path]]:
             out.append((step, model.resolve()))
     if unmerged:
         raise SeriesError(
-            "no merged Hugging Face model in " + ", ".join(str(p) for p in unmerged)
+            "no merged Hugging Face model in "
+            + ", ".join(str(p) for p in unmerged)
             + " (bash recipes/merge_checkpoint.sh STEP_DIR writes actor/huggingface_merged)"
         )
     return out
@@ -107,7 +108,9 @@ class PolicyServer:
             except OSError:
                 time.sleep(1)
         self.__exit__()
-        raise SeriesError(f"the policy server did not answer at {self.url} within {self.ready_timeout:g}s (see {self.log})")
+        raise SeriesError(
+            f"the policy server did not answer at {self.url} within {self.ready_timeout:g}s (see {self.log})"
+        )
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

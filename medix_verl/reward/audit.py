@@ -57,7 +57,10 @@ def read_audit_rows(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
         # verl names them by step: 2.jsonl before 10.jsonl
-        files = sorted(path.glob("*.jsonl"), key=lambda p: (not p.stem.isdigit(), int(p.stem or 0) if p.stem.isdigit() else 0, p.name))
+        files = sorted(
+            path.glob("*.jsonl"),
+            key=lambda p: (not p.stem.isdigit(), int(p.stem or 0) if p.stem.isdigit() else 0, p.name),
+        )
         if not files:
             raise JsonlError(f"{path}: no .jsonl files in this folder")
     else:

@@ -546,9 +546,7 @@ def _build_classes():
             infos = _extra_infos(batch.keys, batch.partition_id)
             real = set(keys)
             masking = judge_error_policy(self.config) == "mask"
-            rows = (
-                [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0] if masking else []
-            )
+            rows = [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0] if masking else []
             if masking:
                 metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
             self._count_step([i for k, i in zip(batch.keys, infos) if k in real], len(rows), metrics)

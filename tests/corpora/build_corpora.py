@@ -338,46 +338,96 @@ TERMS_WITH_HEDGE_WORDS = [
 ]
 # (question asking for several findings, reference naming them, answers naming the same ones)
 SEVERAL_FINDINGS = [
-    ("What are the two main findings?", "Cardiomegaly and pleural effusion",
-     ["Cardiomegaly; pleural effusion", "Cardiomegaly, pleural effusion", "Cardiomegaly / pleural effusion",
-      "1. Cardiomegaly 2. Pleural effusion", "- cardiomegaly\n- pleural effusion", "Pleural effusion and cardiomegaly"]),
-    ("Which abnormalities are seen?", "Pneumothorax and rib fracture",
-     ["Pneumothorax; rib fracture", "Rib fracture, pneumothorax", "Pneumothorax with a rib fracture",
-      "Right pneumothorax and right rib fracture"]),
-    ("Name the two organs shown.", "Liver and spleen",
-     ["Liver, spleen", "Liver; spleen", "Liver and spleen", "Spleen / liver"]),
-    ("What are the findings?", "Consolidation, air bronchograms",
-     ["Consolidation; air bronchograms", "Consolidation with air bronchograms", "Air bronchograms, consolidation"]),
-    ("What are the three components of the triad?", "Hypotension, jugular venous distension, muffled heart sounds",
-     ["Hypotension, JVD, muffled heart sounds", "Hypotension; jugular venous distension; muffled heart sounds",
-      "1) hypotension 2) jugular venous distension 3) muffled heart sounds"]),
-    ("What is the diagnosis?", "Pneumonia",
-     ["Pneumonia, left lower lobe", "Pneumonia, likely bacterial", "Pneumonia, with small effusion",
-      "Pneumonia in the left lower lobe, mild"]),
-    ("What is the dose?", "5 mg/kg IV",
-     ["5 mg/kg, IV", "5 mg/kg IV", "5 mg/kg intravenously"]),
-    ("Which vertebral levels are involved?", "C5 and C6",
-     ["C5, C6", "C5/C6", "C5-C6", "C5 and C6"]),
+    (
+        "What are the two main findings?",
+        "Cardiomegaly and pleural effusion",
+        [
+            "Cardiomegaly; pleural effusion",
+            "Cardiomegaly, pleural effusion",
+            "Cardiomegaly / pleural effusion",
+            "1. Cardiomegaly 2. Pleural effusion",
+            "- cardiomegaly\n- pleural effusion",
+            "Pleural effusion and cardiomegaly",
+        ],
+    ),
+    (
+        "Which abnormalities are seen?",
+        "Pneumothorax and rib fracture",
+        [
+            "Pneumothorax; rib fracture",
+            "Rib fracture, pneumothorax",
+            "Pneumothorax with a rib fracture",
+            "Right pneumothorax and right rib fracture",
+        ],
+    ),
+    (
+        "Name the two organs shown.",
+        "Liver and spleen",
+        ["Liver, spleen", "Liver; spleen", "Liver and spleen", "Spleen / liver"],
+    ),
+    (
+        "What are the findings?",
+        "Consolidation, air bronchograms",
+        ["Consolidation; air bronchograms", "Consolidation with air bronchograms", "Air bronchograms, consolidation"],
+    ),
+    (
+        "What are the three components of the triad?",
+        "Hypotension, jugular venous distension, muffled heart sounds",
+        [
+            "Hypotension, JVD, muffled heart sounds",
+            "Hypotension; jugular venous distension; muffled heart sounds",
+            "1) hypotension 2) jugular venous distension 3) muffled heart sounds",
+        ],
+    ),
+    (
+        "What is the diagnosis?",
+        "Pneumonia",
+        [
+            "Pneumonia, left lower lobe",
+            "Pneumonia, likely bacterial",
+            "Pneumonia, with small effusion",
+            "Pneumonia in the left lower lobe, mild",
+        ],
+    ),
+    ("What is the dose?", "5 mg/kg IV", ["5 mg/kg, IV", "5 mg/kg IV", "5 mg/kg intravenously"]),
+    ("Which vertebral levels are involved?", "C5 and C6", ["C5, C6", "C5/C6", "C5-C6", "C5 and C6"]),
 ]
 # (question, reference, other candidates a "shotgun" answer adds around the reference's finding)
 SHOTGUN = [
-    ("What is the most likely diagnosis?", "Pneumonia",
-     ["atelectasis", "pulmonary edema", "pleural effusion", "lung abscess", "lung cancer", "tuberculosis"]),
-    ("What is the abnormality?", "Pneumothorax",
-     ["pleural effusion", "rib fracture", "emphysema", "bulla", "hemothorax"]),
+    (
+        "What is the most likely diagnosis?",
+        "Pneumonia",
+        ["atelectasis", "pulmonary edema", "pleural effusion", "lung abscess", "lung cancer", "tuberculosis"],
+    ),
+    (
+        "What is the abnormality?",
+        "Pneumothorax",
+        ["pleural effusion", "rib fracture", "emphysema", "bulla", "hemothorax"],
+    ),
     ("What organ is enlarged?", "Spleen", ["liver", "kidney", "pancreas", "gallbladder", "heart"]),
-    ("What is the diagnosis?", "Acute appendicitis",
-     ["diverticulitis", "ovarian torsion", "ectopic pregnancy", "kidney stone", "cholecystitis", "colitis"]),
-    ("What organism is responsible?", "Staphylococcus aureus",
-     ["Streptococcus pneumoniae", "E. coli", "Pseudomonas", "Klebsiella", "Haemophilus influenzae"]),
+    (
+        "What is the diagnosis?",
+        "Acute appendicitis",
+        ["diverticulitis", "ovarian torsion", "ectopic pregnancy", "kidney stone", "cholecystitis", "colitis"],
+    ),
+    (
+        "What organism is responsible?",
+        "Staphylococcus aureus",
+        ["Streptococcus pneumoniae", "E. coli", "Pseudomonas", "Klebsiella", "Haemophilus influenzae"],
+    ),
     ("Which bone is fractured?", "Scaphoid", ["lunate", "radius", "ulna", "hamate", "trapezium"]),
-    ("What is the most appropriate next step?", "CT angiography",
-     ["MRI", "ultrasound", "chest X-ray", "D-dimer", "echocardiography"]),
-    ("What type of hemorrhage is shown?", "Epidural hematoma",
-     ["subdural hematoma", "subarachnoid hemorrhage", "intraparenchymal hemorrhage", "intraventricular hemorrhage"]),
+    (
+        "What is the most appropriate next step?",
+        "CT angiography",
+        ["MRI", "ultrasound", "chest X-ray", "D-dimer", "echocardiography"],
+    ),
+    (
+        "What type of hemorrhage is shown?",
+        "Epidural hematoma",
+        ["subdural hematoma", "subarachnoid hemorrhage", "intraparenchymal hemorrhage", "intraventricular hemorrhage"],
+    ),
 ]
 SHOTGUN_FORMS = [", ", "; ", "\n", "\n- ", " / ", ", and "]
-
 
 
 def legit_rows() -> list[dict]:
