@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -66,22 +67,89 @@ def iter_source(
     folder, or (when a hub is reachable) a hub dataset id. Memory stays bounded by ``batch_size``."""
     path = Path(src)
     if path.is_file():
+        if path.suffix in (".jsonl", ".json"):
+            yield from _iter_json([path], batch_size, split)
+            return
         if path.suffix != ".parquet":
-            raise SourceError(f"{src}: expected a .parquet file")
+            raise SourceError(f"{src}: expected a .parquet, .jsonl or .json file")
         yield from _iter_parquet([path], batch_size, columns)
     elif path.is_dir():
         if any((path / name).exists() for name in ("dataset_dict.json", "dataset_info.json", "state.json")):
             yield from _iter_saved(path, split, batch_size)
             return
         files = sorted(Path(p) for p in glob.glob(str(path / "**" / "*.parquet"), recursive=True))
-        if not files:
-            raise SourceError(f"{src}: folder holds no .parquet files and is not a save_to_disk folder")
-        named = [f for f in files if f.name.startswith(split) or f.parent.name == split]
-        yield from _iter_parquet(named or files, batch_size, columns)
+        if files:
+            named = [f for f in files if f.name.startswith(split) or f.parent.name == split]
+            yield from _iter_parquet(named or files, batch_size, columns)
+            return
+        # as publishers ship them: MedQA's JSONL files, SLAKE's test.json (the split's file)
+        files = sorted(
+            Path(p) for ext in ("jsonl", "json") for p in glob.glob(str(path / "**" / f"*.{ext}"), recursive=True)
+        )
+        named = [f for f in files if _split_of(f) == split]
+        if not named:
+            raise SourceError(
+                f"{src}: folder holds no .parquet files, is not a save_to_disk folder, and has no "
+                f".jsonl/.json file of split {split!r} (found: {', '.join(f.name for f in files[:8]) or 'none'})"
+            )
+        yield from _iter_json(named, batch_size, split)
     elif "/" in src and not src.startswith((".", "/")):
         yield from _iter_hub(src, split, batch_size, hub_config)
     else:
         raise SourceError(f"{src}: no such file or folder")
+
+
+def _split_of(file: Path) -> str | None:
+    """The split a published JSON(L) file holds, from its name (``test.json``,
+    ``phrases_no_exclude_test.jsonl``, ``dev.jsonl``): test, validation, train or None."""
+    words = set(re.split(r"[^a-z]+", file.stem.lower()))
+    for split, names in (
+        ("test", {"test"}),
+        ("validation", {"validation", "valid", "dev", "val"}),
+        ("train", {"train"}),
+    ):
+        if words & names:
+            return split
+    return None
+
+
+def _iter_json(files, batch_size, split):
+    """Rows of JSON Lines files (one object a line) or JSON files (an array of objects, or an
+    object with the split's array under its name or ``data``). A bad line or entry is a
+    :class:`SourceError` naming the file and line (or index)."""
+    for file in files:
+        if file.suffix == ".jsonl":
+            batch = []
+            with open(file, "rb") as handle:
+                for lineno, raw in enumerate(handle, 1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        row = json.loads(raw)
+                    except ValueError as exc:
+                        raise SourceError(f"{file}:{lineno}: not valid JSON ({exc})") from None
+                    if not isinstance(row, dict):
+                        raise SourceError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                    batch.append(row)
+                    if len(batch) == batch_size:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
+            continue
+        try:
+            data = json.loads(file.read_bytes())
+        except ValueError as exc:
+            raise SourceError(f"{file}: not valid JSON ({exc})") from None
+        if isinstance(data, dict):
+            data = data.get(split, data.get("data"))
+        if not isinstance(data, list):
+            raise SourceError(f"{file}: expected a JSON array of rows (or an object with {split!r} or 'data')")
+        for index, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise SourceError(f"{file}: entry {index} is a {type(row).__name__}, not an object")
+        for start in range(0, len(data), batch_size):
+            yield data[start : start + batch_size]
 
 
 def _iter_parquet(files, batch_size, columns):

@@ -8,6 +8,7 @@ import math
 import os
 import stat
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def read_image_file(path: str, image_root: str | Path | None) -> bytes:
     regular file (a device, a FIFO, a folder) is refused, not opened."""
     if image_root is None:
         raise ImageError(f"image path {path!r}: image files are read only under --image-root")
+    if str(image_root).endswith(".zip") and os.path.isfile(image_root):
+        return _read_zip_member(str(image_root), path)
     root = os.path.realpath(image_root)
     resolved = os.path.realpath(os.path.join(root, path))
     if os.path.commonpath([resolved, root]) != root:
@@ -74,6 +77,36 @@ def read_image_file(path: str, image_root: str | Path | None) -> bytes:
             return handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ImageError(f"cannot read image file {path!r}: {exc.strerror}") from None
+
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
+def _read_zip_member(archive: str, path: str) -> bytes:
+    """An image from a zip the publisher ships (SLAKE's ``imgs.zip``): the member ``path``, or
+    ``path`` under the archive's one top folder (``imgs/xmlab1/source.jpg``). Members are looked
+    up by name, never extracted: a name with ``..`` or an absolute path is refused."""
+    name = path.replace("\\", "/")
+    if name.startswith("/") or ".." in name.split("/"):
+        raise ImageError(f"image path {path!r} leaves the image archive {archive}")
+    while name.startswith("./"):
+        name = name[2:]
+    handle = _ZIPS.get(archive)
+    if handle is None:
+        try:
+            handle = _ZIPS[archive] = zipfile.ZipFile(archive)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ImageError(f"cannot open image archive {archive}: {exc}") from None
+    names = set(handle.namelist())
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    member = name if name in names else next((f"{t}/{name}" for t in sorted(tops) if f"{t}/{name}" in names), None)
+    if member is None:
+        raise ImageError(f"image {path!r} is not in {archive}")
+    info = handle.getinfo(member)
+    if info.file_size > MAX_FILE_BYTES:
+        raise ImageError(f"image {path!r} in {archive} has {info.file_size} bytes, over {MAX_FILE_BYTES}")
+    with handle.open(info) as member_file:
+        return member_file.read(MAX_FILE_BYTES + 1)
 
 
 def open_checked(raw: bytes) -> Image.Image:

@@ -224,3 +224,49 @@ def test_slake_english_only_and_image_root(tmp_path):
 def test_unknown_task_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown task 'mmlu_cardiology'"):
         convert_task("mmlu_cardiology", "x", tmp_path)
+
+
+# ----------------------------------------------------------------------------- sources as published
+def test_slake_as_published_test_json_and_imgs_zip(tmp_path):
+    """SLAKE ships test.json (a JSON array) and imgs.zip: read as they are, no unzipping."""
+    import zipfile
+
+    src = tmp_path / "SLAKE"
+    src.mkdir()
+    rows = [
+        {"qid": 1, "img_name": "xmlab1/source.jpg", "question": "Is this a CT?", "answer": "Yes", "q_lang": "en",
+         "modality": "CT"},
+        {"qid": 2, "img_name": "xmlab2/source.jpg", "question": "Which organ?", "answer": "Liver", "q_lang": "en",
+         "modality": "MRI"},
+        {"qid": 3, "img_name": "xmlab1/source.jpg", "question": "这是CT吗?", "answer": "是", "q_lang": "zh"},
+        {"qid": 4, "img_name": "../outside.jpg", "question": "Where?", "answer": "Lung", "q_lang": "en"},
+    ]  # fmt: skip
+    (src / "test.json").write_text(json.dumps(rows))
+    (src / "train.json").write_text(json.dumps(rows[:1]))  # another split: not read
+    with zipfile.ZipFile(src / "imgs.zip", "w") as z:
+        z.writestr("imgs/xmlab1/source.jpg", rgb_jpeg())
+        z.writestr("imgs/xmlab2/source.jpg", rgb_jpeg(seed=2))
+    stats = convert_task("slake_vqa", str(src), tmp_path / "out", image_root=str(src / "imgs.zip"))
+    assert stats["rows_in"] == 4 and stats["rows_out"] == 2, stats
+    assert stats["rejected_by_reason"] == {"not_english": 1, "bad_image": 1}  # ../ leaves the archive
+    out = pq.read_table(tmp_path / "out" / "slake_vqa.parquet").to_pylist()
+    assert [(r["answer"], r["modality"]) for r in out] == [("Yes", "CT"), ("Liver", "MRI")]
+    assert out[0]["images"][0]["bytes"] == rgb_jpeg()
+
+
+def test_medqa_as_published_jsonl_files(tmp_path):
+    """GBaker/MedQA-USMLE-4-options-hf ships one JSONL file per split."""
+    src = tmp_path / "medqa"
+    src.mkdir()
+    row = {"id": "q1", "sent1": "A 45-year-old man ... Which drug?", "sent2": "", "ending0": "Aspirin",
+           "ending1": "Heparin", "ending2": "Warfarin", "ending3": "Alteplase", "label": 1}  # fmt: skip
+    (src / "phrases_no_exclude_test.jsonl").write_text(json.dumps(row) + "\n\n" + json.dumps({**row, "label": 3}) + "\n")
+    (src / "phrases_no_exclude_train.jsonl").write_text(json.dumps(row) + "\n")
+    stats = convert_task("medqa", str(src), tmp_path / "out")
+    assert stats["rows_out"] == 2
+    out = pq.read_table(tmp_path / "out" / "medqa.parquet").to_pylist()
+    assert [r["answer"] for r in out] == ["Heparin", "Alteplase"] and out[0]["choices"][0] == "Aspirin"
+    # the file alone works too; a bad line is named
+    (tmp_path / "bad.jsonl").write_text(json.dumps(row) + "\n{not json\n")
+    with pytest.raises(Exception, match=r"bad\.jsonl:2: not valid JSON"):
+        convert_task("medqa", str(tmp_path / "bad.jsonl"), tmp_path / "out2")
