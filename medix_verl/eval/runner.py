@@ -668,8 +668,24 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
 
     tasks = list(dict.fromkeys(t for r in runs.values() for t in r["tasks"]))
     labels = tasks + ["overall"]
+    if len(runs) == 1:  # how many samples each number rests on
+        (res,) = runs.values()
+        labels = [f"{t}\n(n={(res['tasks'][t] or {}).get('scored', 0)})" for t in tasks] + ["overall"]
     width = 0.8 / max(1, len(runs))
-    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(labels) * max(1, len(runs)) + 2), 5.5))
+    split = {}
+    if len(runs) == 1:
+        split = {t: v["by_answer_type"] for t, v in res["tasks"].items() if v.get("by_answer_type")}
+    main_width = max(8, 0.7 * len(labels) * max(1, len(runs)) + 2)
+    if split:
+        fig, (ax, ax_split) = plt.subplots(
+            1,
+            2,
+            figsize=(main_width + 1.4 * len(split) + 2, 5.5),
+            gridspec_kw={"width_ratios": [len(labels), 1.6 * len(split)]},
+        )
+        _plot_split(ax_split, split)
+    else:
+        fig, ax = plt.subplots(figsize=(main_width, 5.5))
     for k, (name, res) in enumerate(runs.items()):
         values = [(res["tasks"].get(t) or {}).get("accuracy") for t in tasks] + [res.get("overall")]
         cis = [(res["tasks"].get(t) or {}).get("ci95") for t in tasks] + [res.get("overall_ci95")]
@@ -701,6 +717,35 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plot_split(ax, split: dict) -> None:
+    """Closed (yes/no) and open questions of each VQA task side by side, with intervals and n."""
+    for k, kind in enumerate(("closed", "open")):
+        xs = [i + (k - 0.5) * 0.4 for i in range(len(split))]
+        entries = [by[kind] for by in split.values()]
+        heights = [e["accuracy"] or 0 for e in entries]
+        errors = [
+            [max(0.0, h - e["ci95"][0]) if e["ci95"] else 0 for h, e in zip(heights, entries)],
+            [max(0.0, e["ci95"][1] - h) if e["ci95"] else 0 for h, e in zip(heights, entries)],
+        ]
+        bars = ax.bar(xs, heights, 0.4, label=kind, yerr=errors, capsize=3, error_kw={"elinewidth": 1})
+        for bar, e in zip(bars, entries):
+            ax.annotate(
+                f"n={e['n']}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    ax.set_xticks(range(len(split)))
+    ax.set_xticklabels(list(split), rotation=40, ha="right")
+    ax.set_ylim(0, 110)
+    ax.set_title("VQA: closed (yes/no) vs open")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
 
 
 def _load_run(folder: Path) -> tuple[dict, dict, dict, dict]:
