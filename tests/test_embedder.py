@@ -64,3 +64,21 @@ def test_unloadable_model_is_a_clear_error(tmp_path):
     emb = LocalEmbedder(str(tmp_path / "no-such-model"), device="cpu")
     with pytest.raises(EmbedderError, match="no-such-model"):
         asyncio.run(emb.similarity("a b", "c d"))
+
+
+def test_remote_embedder_keeps_one_session_across_batches():
+    """One HTTP session per event loop (pooled keep-alive connections), not one per batch."""
+    from medix_verl.clients.embedder import RemoteEmbedder
+    from medix_verl.devkit.fake_judge import FakeJudge
+
+    with FakeJudge() as server:
+        emb = RemoteEmbedder(server.url, "fake", batch_size=2, cache_size=0)
+
+        async def go():
+            for i in range(5):  # five batches, one after the other
+                await emb.embed_many([f"text {i} a", f"text {i} b"])
+            await emb.aclose()
+
+        asyncio.run(go())
+    assert emb.stats["batches"] == 5
+    assert emb.sessions_opened == 1 and emb.sessions_closed == 1

@@ -260,7 +260,9 @@ def test_medqa_as_published_jsonl_files(tmp_path):
     src.mkdir()
     row = {"id": "q1", "sent1": "A 45-year-old man ... Which drug?", "sent2": "", "ending0": "Aspirin",
            "ending1": "Heparin", "ending2": "Warfarin", "ending3": "Alteplase", "label": 1}  # fmt: skip
-    (src / "phrases_no_exclude_test.jsonl").write_text(json.dumps(row) + "\n\n" + json.dumps({**row, "label": 3}) + "\n")
+    (src / "phrases_no_exclude_test.jsonl").write_text(
+        json.dumps(row) + "\n\n" + json.dumps({**row, "label": 3}) + "\n"
+    )
     (src / "phrases_no_exclude_train.jsonl").write_text(json.dumps(row) + "\n")
     stats = convert_task("medqa", str(src), tmp_path / "out")
     assert stats["rows_out"] == 2

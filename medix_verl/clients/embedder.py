@@ -17,6 +17,7 @@ Two back-ends share the batching:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import threading
 import time
@@ -121,6 +122,9 @@ class BaseEmbedder:
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack(await asyncio.gather(*(self.embed(t) for t in texts)))
+
+    async def aclose(self) -> None:
+        """Release what the running loop holds (a remote endpoint's session); nothing here."""
 
     def encode_now(self, texts: Sequence[str]) -> np.ndarray:
         """Synchronous, unbatched encode (benchmarks, calibration). Rows are unit-norm."""
@@ -274,10 +278,39 @@ class RemoteEmbedder(BaseEmbedder):
         self.model_name = model
         self.timeout = timeout
         self.retry = RetryPolicy(retries=retries, backoff=0.25, backoff_max=4.0)
+        # one session (pooled keep-alive connections) per event loop, as the chat client keeps
+        self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.sessions_opened = 0
+        self.sessions_closed = 0
+        atexit.register(_close_sessions_at_exit, weakref.ref(self))
+
+    def _session(self):
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = self._sessions[loop] = aiohttp.ClientSession()
+            self.sessions_opened += 1
+        return session
+
+    async def aclose(self) -> None:
+        """Close the HTTP session of the running loop."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
+            self.sessions_closed += 1
+
+    def _close_at_exit(self) -> None:
+        for loop, session in list(self._sessions.items()):
+            if not session.closed and not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(session.close())
+                self.sessions_closed += 1
 
     async def _encode_batch(self, texts: list[str]) -> np.ndarray:
         import aiohttp
 
+        session = self._session()
         last = None
         attempt = 0
         tried: set[int] = set()
@@ -287,21 +320,20 @@ class RemoteEmbedder(BaseEmbedder):
                 transient, refused = True, False
                 started = time.perf_counter()
                 try:
-                    async with aiohttp.ClientSession() as session:
-                        async with session.post(
-                            replica.url + "/embeddings",
-                            json={"model": self.model_name, "input": texts},
-                            timeout=aiohttp.ClientTimeout(total=self.timeout),
-                        ) as resp:
-                            body = await resp.read()
-                            if resp.status == 200:
-                                data = json.loads(body)["data"]
-                                data.sort(key=lambda d: d["index"])
-                                vectors = np.asarray([d["embedding"] for d in data], dtype=np.float32)
-                                self.pool.release(replica, ok=True, latency=time.perf_counter() - started)
-                                return vectors
-                            last = f"{replica.url}: HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
-                            transient = is_transient_status(resp.status)
+                    async with session.post(
+                        replica.url + "/embeddings",
+                        json={"model": self.model_name, "input": texts},
+                        timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    ) as resp:
+                        body = await resp.read()
+                        if resp.status == 200:
+                            data = json.loads(body)["data"]
+                            data.sort(key=lambda d: d["index"])
+                            vectors = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+                            self.pool.release(replica, ok=True, latency=time.perf_counter() - started)
+                            return vectors
+                        last = f"{replica.url}: HTTP {resp.status}: {body[:200].decode('utf-8', 'replace')}"
+                        transient = is_transient_status(resp.status)
                 except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
                     last = f"{replica.url}: {type(exc).__name__}: {exc}"
                     refused = isinstance(exc, aiohttp.ClientConnectorError)
@@ -323,7 +355,19 @@ class RemoteEmbedder(BaseEmbedder):
         raise EmbedderError(f"embeddings endpoint {self.url} failed: {last or self.pool.describe_out()}")
 
     def _encode_batch_sync(self, texts: list[str]) -> np.ndarray:
-        return asyncio.run(self._encode_batch(texts))
+        async def once():
+            try:
+                return await self._encode_batch(texts)
+            finally:
+                await self.aclose()  # this loop ends here
+
+        return asyncio.run(once())
 
     def describe(self) -> str:
         return f"embeddings endpoint {self.url} ({self.model_name})"
+
+
+def _close_sessions_at_exit(ref) -> None:
+    embedder = ref()
+    if embedder is not None:
+        embedder._close_at_exit()

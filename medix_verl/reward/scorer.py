@@ -364,6 +364,7 @@ class MedixScorer:
     async def aclose(self) -> None:
         if self.judge is not None:
             await self.judge.aclose()
+        await self.embedder.aclose()
 
 
 # ---------------------------------------------------------------------------- verl entry point
