@@ -102,7 +102,9 @@ def _final(question: str, answer: Any, choices: list | None, kind: str) -> dict:
         kind = "yes_no" if answer.lower() in ("yes", "no") else "open"
     return {
         "question": question.strip(),
-        "choices": None if choices is None else ["" if c is None else str(c) for c in choices],
+        # an option the source leaves out (None) is not shown by the release and is not a choice:
+        # null in its place, so the letters of the others stay where the release put them
+        "choices": None if choices is None else [None if c is None else str(c) for c in choices],
         "answer": answer,
         "kind": kind,
     }

@@ -272,3 +272,17 @@ def test_medqa_as_published_jsonl_files(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps(row) + "\n{not json\n")
     with pytest.raises(Exception, match=r"bad\.jsonl:2: not valid JSON"):
         convert_task("medqa", str(tmp_path / "bad.jsonl"), tmp_path / "out2")
+
+
+def test_usmle_options_the_source_leaves_out_are_not_choices(tmp_path):
+    """usmle_sa's options dict holds None for letters a question does not use: the release skips
+    them; they stay null in `choices` (the other letters keep their place) and no letter reads as them."""
+    from medix_verl.eval.consistency import chosen_option
+
+    rows = [{"question": "Most likely diagnosis?", "options": {"A": "Flu", "B": "Cold", "C": None, "D": "Sepsis"},
+             "answer": "Sepsis"}]  # fmt: skip
+    convert_task("usmle_sa", str(write(tmp_path / "src.parquet", rows)), tmp_path / "out")
+    (out,) = pq.read_table(tmp_path / "out" / "usmle_sa.parquet").to_pylist()
+    assert out["choices"] == ["Flu", "Cold", None, "Sepsis"]
+    assert "\nC." not in out["question"] and "\nD. Sepsis" in out["question"]
+    assert chosen_option("C", out["choices"]) is None and chosen_option("D", out["choices"]) == "D"
