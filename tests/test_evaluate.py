@@ -485,3 +485,39 @@ def test_eval_series_names_an_unmerged_checkpoint_and_takes_every_kth(tmp_path):
     (tmp_path / "global_step_8" / "actor").mkdir(parents=True)  # FSDP shards only, not merged
     with pytest.raises(SeriesError, match="global_step_8.*merge_checkpoint"):
         find_checkpoints(tmp_path)
+
+
+def test_reuse_generations_reports_missing_answers_and_generates_them_only_when_asked(tmp_path):
+    """An answer that failed in RUN: without --model-url it is a counted generation failure (not
+    judged, nothing sent); with --model-url only that one is generated."""
+    write_tasks(tmp_path / "data")
+
+    def no_organ(payload):  # the open rad_vqa question fails in the first run
+        if "Which organ?" in text_of(payload["messages"][-1]["content"]):
+            raise RuntimeError("boom")
+        return policy(payload)
+
+    with FakeJudge(chat_policy=judge_policy) as judge:
+        with FakeJudge(chat_policy=no_organ) as flaky:
+            first = subprocess.run(
+                eval_cmd(tmp_path / "data", tmp_path / "full", flaky.url, judge.url, "--tasks", "rad_vqa"),
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+        assert first.returncode == 5, first.stderr  # one of two failed
+        alone = subprocess.run(
+            rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url, "--tasks", "rad_vqa"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        with FakeJudge(chat_policy=policy) as model:
+            filled = subprocess.run(
+                rejudge_cmd(tmp_path / "data", tmp_path / "r2", tmp_path / "full", judge.url, "--tasks", "rad_vqa",
+                            "--model-url", model.url),
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            generated = model.received
+    assert alone.returncode == 5 and "no answer in" in (tmp_path / "r1" / "samples.jsonl").read_text()
+    reuse = json.loads((tmp_path / "r1" / "results.json").read_text())["run"]["reused_generations"]
+    assert (reuse["reused"], reuse["missing"], reuse["generated"]) == (1, 1, 0)
+    assert filled.returncode == 0, filled.stderr
+    reuse = json.loads((tmp_path / "r2" / "results.json").read_text())["run"]["reused_generations"]
+    assert (reuse["reused"], reuse["generated"]) == (1, 1) and generated == 1
