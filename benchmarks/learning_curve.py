@@ -179,7 +179,7 @@ def plot(result: dict, path: Path) -> None:
     ax = axes[0]
     for part in PARTS:
         ax.plot(first["steps"], first["per_step"][f"{part}/mean"], label=part, lw=2.5 if part == "score" else 1.2)
-    ax.set_title(f"{next(iter(curves))}: the composite and each part (mean per step)")
+    ax.set_title(f"{next(iter(curves))}: the composite and each part\n(mean per step)", fontsize=10)
     ax.set_xlabel("GRPO step")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
@@ -197,10 +197,10 @@ def plot(result: dict, path: Path) -> None:
             f"p={a['p_value']:.2g}",
         )
     ax.axhline(result["chance"], color="grey", ls=":", lw=1, label="chance")
-    title = "judge accuracy on the judged samples (thick: mean of 5 steps)"
-    if compare:
-        title += f" ({result['judge_fault_rate']:.0%} of judge calls failing)"
-    ax.set_title(title)
+    title = "judge accuracy on the judged samples\n(thick: mean of 5 steps"
+    if compare and result["judge_fault_rate"]:
+        title += f"; {result['judge_fault_rate']:.0%} of judge calls failing"
+    ax.set_title(title + ")", fontsize=10)
     ax.set_xlabel("GRPO step")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
