@@ -8,8 +8,10 @@ same server. Printed, each as a ratio of that ceiling (target >= 0.9x):
 
 * the scorer (`MedixScorer.score_many`, in this process);
 * `medix-verl score` (the CLI, its own timing: process start-up excluded);
-* verl's reward loop: `RewardLoopWorker.compute_score_batch` (run_single per sample, the `medix`
-  manager), in this process;
+* verl's reward loop: `RewardLoopWorker.compute_score_batch` (the `medix` manager's batch path,
+  `run_batch`), in this process;
+* the hack alarm's cost: the reward loop with the robust gates in shadow against the same loop
+  without them, under a judge that says YES to everything (every judged answer is gated);
 * 1, 2 and 4 reward workers (processes) sharing one concurrency budget (per-worker
   `judge_max_concurrency` = budget / workers): their combined requests/s.
 
@@ -141,6 +143,33 @@ def reward_loop_rate(url: str, rows: list[dict], concurrency: int, tmp: Path) ->
     return (scorer.judge.stats.requests - before) / elapsed
 
 
+def shadow_cost(rows: list[dict], concurrency: int, service_time: float, tmp: Path, repeat: int) -> tuple[float, int]:
+    """The hack alarm's price on the reward loop: a judge that says YES to everything (every judged
+    answer credited, so every one goes through the robust gates in shadow) against the same loop
+    with the shadow fields switched off; interleaved, median of ``repeat``. Returns (ratio, how
+    many samples one run scored)."""
+    from medix_verl.reward.scorer import MedixScorer
+
+    proc, url = start_server(service_time, concurrency, gullible=True)
+    real = MedixScorer.shadow_fields
+    on, off, gated = [], [], 0
+    try:
+        for _ in range(repeat):
+            on.append(reward_loop_rate(url, rows, concurrency, tmp))
+            MedixScorer.shadow_fields = lambda self, sample, result: {}
+            try:
+                off.append(reward_loop_rate(url, rows, concurrency, tmp))
+            finally:
+                MedixScorer.shadow_fields = real
+        from medix_verl.reward.scorer import _SCORERS
+
+        gated = next(iter(_SCORERS.values())).samples  # the last run's (shadow off): every sample scored
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return statistics.median(on) / statistics.median(off), gated
+
+
 WORKER = """
 import asyncio, json, sys, time
 sys.path.insert(0, {root!r})
@@ -221,6 +250,11 @@ def main() -> None:
             print(f"RATIO medix-verl score / bare client: {cli / ceiling:.2f}x (target >= 0.9x; {cli:.0f} req/s)")
             print(
                 f"RATIO verl reward loop (medix manager) / bare client: {loop_rps / ceiling:.2f}x ({loop_rps:.0f} req/s)"
+            )
+            ratio, seen = shadow_cost(rows, conc, args.service_time, tmp, args.repeat)
+            print(
+                f"RATIO reward loop with the robust gates in shadow / without ({seen} samples, a judge that says "
+                f"YES to all: every judged answer gated): {ratio:.3f}x (target >= 0.98x)"
             )
             if not args.skip_workers:
                 for k in (1, 2, 4):

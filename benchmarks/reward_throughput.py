@@ -62,7 +62,7 @@ def make_rollouts(prompts: int, n: int, seed: int = 0):
     return rows
 
 
-def start_server(service_time: float, capacity: int):
+def start_server(service_time: float, capacity: int, gullible: bool = False):
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -72,6 +72,7 @@ def start_server(service_time: float, capacity: int):
             str(service_time),
             "--capacity",
             str(capacity),
+            *(["--gullible"] if gullible else []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -240,8 +240,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--capacity", type=int)
+    parser.add_argument(
+        "--gullible", action="store_true", help="say YES to everything (a judge being gamed; benchmarks)"
+    )
     args = parser.parse_args(argv)
-    with FakeJudge(latency=args.latency, capacity=args.capacity) as judge:
+    policy = (lambda _content: "YES") if args.gullible else lenient_policy
+    with FakeJudge(policy, latency=args.latency, capacity=args.capacity) as judge:
         print(judge.url, flush=True)
         try:
             while True:
