@@ -155,15 +155,15 @@ def _rerun(tiny_run, tmp_path, *args, env=None):
     )
 
 
-def _band_run(tiny_run, tmp_path, on_exhausted, env=None):
+def _band_run(tiny_run, tmp_path, on_exhausted, env=None, judge=("--judge", "verl")):
     """DAPO with the release's rule inside verl's replay buffer, with a band no group can reach
     (mean in (0.99, 1.0)) and a budget of 3 dropped groups. The judge is verl's (JUDGE=verl), in
-    its own resource pool, as DAPO needs on GPUs: the reward while sampling."""
+    its own resource pool, as DAPO needs on GPUs: the reward while sampling (or ``judge``: the
+    tiny run's options for another one)."""
     return _rerun(
         tiny_run,
         tmp_path,
-        "--judge",
-        "verl",
+        *judge,
         "--",
         "algorithm.filter_groups.enable=true",
         "algorithm.filter_groups.metric=score",
@@ -200,8 +200,12 @@ def test_release_group_rule_filters_then_keeps_what_comes_when_asked(tiny_run, t
 
 @pytest.mark.slow
 def test_release_group_rule_stops_the_run_past_its_budget_as_released(tiny_run, tmp_path):
-    """The release raises "Generated too many" after 20 generation batches; so does the default."""
-    proc = _band_run(tiny_run, tmp_path, "stop")
+    """The release raises "Generated too many" after 20 generation batches; so does the default.
+    (A loopback judge: the rule is the trainer's, whoever judges; the verl judge is the test above's.)"""
+    from medix_verl.devkit.fake_judge import FakeJudge
+
+    with FakeJudge() as judge:
+        proc = _band_run(tiny_run, tmp_path, "stop", judge=("--judge-url", judge.url))
     log = (tmp_path / "train.log").read_text()
     assert proc.returncode != 0
     assert "groups dropped in step 1, more than max_filtered_groups=3" in log and "Generated too many" in log
