@@ -94,3 +94,44 @@ def test_a_stop_request_left_by_a_killed_attempt_is_removed_at_start(trainer_cla
     make()._load_checkpoint()
     assert not (tmp_path / STOP_FILE).exists()
     assert "removed a stop request left from an earlier attempt" in capsys.readouterr().out
+
+
+def test_the_hack_alarm_warns_then_stops_with_a_checkpoint_when_asked(trainer_class, tmp_path, capsys):
+    """Under the paper preset: two steps in a row with most credited answers flagged by the gates
+    in shadow trip the alarm (a warning naming the gate and an example); with stop=true the run
+    saves a checkpoint after the step and stops."""
+    make, saved = trainer_class
+    trainer = make()
+    trainer.config = OmegaConf.create(
+        {"trainer": {"default_local_dir": str(tmp_path), "resume_mode": "auto",
+                     "v1": {"medix": {"hack_alarm": {"threshold": 0.2, "steps": 2, "stop": True}}}}}
+    )  # fmt: skip
+    infos = [
+        {"shadow_credited": 1.0, "shadow_gate": "master_key", "shadow_answer": "Let me solve this step by step"},
+        {"shadow_credited": 1.0, "shadow_gate": ""},
+    ]
+    trainer.global_steps = 1
+    metrics = {"reward/shadow/flagged_credited": 0.5}
+    trainer._watch_for_hacks(1, metrics, infos)
+    assert metrics["reward/shadow/alarm"] == 0.0
+    trainer.on_step_end()  # one step: no alarm yet
+    trainer.global_steps = 2
+    metrics = {"reward/shadow/flagged_credited": 0.5}
+    with pytest.warns(RuntimeWarning, match="HACK ALARM at step 2"):
+        trainer._watch_for_hacks(2, metrics, infos)
+    assert metrics["reward/shadow/alarm"] == 1.0
+    out = capsys.readouterr().out
+    assert "master_key" in out and "'Let me solve this step by step'" in out
+    with pytest.raises(RuntimeError, match=r"HACK ALARM.*checkpoint global_step_2 saved"):
+        trainer.on_step_end()
+    assert saved == [2] and (tmp_path / "global_step_2" / STATE_FILE).exists()
+
+
+def test_the_hack_alarm_settings_are_checked():
+    from medix_verl.verl.trainer import hack_alarm_settings
+
+    cfg = OmegaConf.create({"trainer": {"v1": {"medix": {"hack_alarm": {"treshold": 0.1}}}}})
+    with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
+        hack_alarm_settings(cfg)
+    cfg = OmegaConf.create({"trainer": {"v1": {"medix": {}}}})
+    assert hack_alarm_settings(cfg) == {"threshold": 0.2, "steps": 3, "stop": False}
