@@ -1,4 +1,4 @@
-"""#14 item 3: a sample whose judge call failed leaves its GRPO group's baseline and gets zero
+"""A sample whose judge call failed leaves its GRPO group's baseline and gets zero
 advantage (verl 0.9.1's own advantage function, wrapped by the medix trainer)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The preflight (#12): every recipe in every layout the README documents composes and passes, the
+"""The preflight: every recipe in every layout the README documents composes and passes, the
 README's old layouts and each run-time trap are refused with a message (never a traceback), and
 the refusals agree with verl 0.9.1's own run-time code."""
 

@@ -129,7 +129,7 @@ def test_real_run_without_gpus_stops_with_a_message():
 
 
 def test_gpu_install_is_two_steps_so_flash_attn_builds_against_the_installed_torch(tmp_path):
-    """#12 item 8: flash-attn's setup imports torch, so it cannot be resolved in the pip call that
+    """Flash-attn's setup imports torch, so it cannot be resolved in the pip call that
     installs torch: the gpu extra leaves it out and recipes/install_gpu.sh installs it second,
     without build isolation."""
     import ast

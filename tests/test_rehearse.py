@@ -1,4 +1,4 @@
-"""#18: a documented GPU layout rehearsed on CPU ranks, one real step of verl's main_ppo with the
+"""A documented GPU layout rehearsed on CPU ranks, one real step of verl's main_ppo with the
 recipe's composed config (batch geometry kept, only what a CPU cannot hold swapped)."""
 
 import json

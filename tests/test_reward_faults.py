@@ -177,7 +177,7 @@ def test_serve_judge_binds_loopback_and_wants_a_key_beyond_it():
 
 
 def test_a_request_beyond_the_judges_context_is_overlength_not_a_fault(minilm):
-    """#12 item 9: vLLM's HTTP 400 for a prompt beyond --max-model-len is deterministic: scored 0 as
+    """vLLM's HTTP 400 for a prompt beyond --max-model-len is deterministic: scored 0 as
     the release does, counted as judge_overlength, sent once, never toward the error rate. Any
     other 400 stays a judge error."""
     with FakeJudge(context_chars=600) as judge:
@@ -237,7 +237,7 @@ def test_serve_judge_passes_the_layout_to_vllm(tmp_path):
 
 @pytest.mark.slow
 def test_two_thousand_samples_through_every_fault_at_once(minilm):
-    """#14: 2,000 samples scored against a judge that mixes every fault (HTTP 200 without content,
+    """2,000 samples scored against a judge that mixes every fault (HTTP 200 without content,
     5xx, reset connections, replies slower than the timeout) while a tenth of the callers are
     cancelled, as verl's rate limiter cancels them. No sample is scored from a fault: every sample
     without judge_error has the verdict its answer deserves; the counts reconcile; nothing hangs."""

@@ -1,4 +1,4 @@
-"""#14 items 8-10: the robust gate measured on the two shipped corpora (tests/corpora/): legitimate
+"""The robust gate measured on the two shipped corpora (tests/corpora/): legitimate
 short medical answers must not be refused, non-answers from the published master-key families
 (with variants and Unicode disguises) must not be credited by a judge that says YES to everything.
 Targets: < 1% each. The rows of family "unseen" were written after the gate was built and are

@@ -214,7 +214,7 @@ def test_release_group_rule_stops_the_run_past_its_budget_as_released(tiny_run, 
 
 @pytest.mark.slow
 def test_a_sleeping_verl_judge_is_refused_and_fails_loudly_when_rehearsed(tiny_run, tmp_path):
-    """#12 item 2: with its own pool and free_cache_engine=true, verl puts the judge to sleep at
+    """With its own pool and free_cache_engine=true, verl puts the judge to sleep at
     start-up and nothing wakes it. The preflight refuses the layout; rehearsed anyway
     (MEDIX_PREFLIGHT=0), the CPU backend's judge, asleep as vLLM's would be, fails every judge
     call of the first step, and the run stops on the judge's error rate instead of refilling the

@@ -125,7 +125,7 @@ def test_verl_managed_judge_uses_router_address(qwen_tok, minilm_path):
 
 @pytest.mark.parametrize("manager", ["medix-plugin", "naive+compute_score"])
 def test_verl_managed_judge_is_asked_for_the_model_verl_serves(manager, qwen_tok, minilm_path, tmp_path):
-    """#12 item 3: verl serves its judge under reward.reward_model.model_path (vllm serve <path>);
+    """verl serves its judge under reward.reward_model.model_path (vllm serve <path>);
     the reward must ask for that name, not the default hub id, and a judge_model that names
     another model is refused at start-up instead of failing every judge call."""
     from verl.trainer.ppo.reward import load_reward_manager

@@ -64,8 +64,10 @@ class ServerUnavailableError(RuntimeError):
 
 
 @dataclass
-class JudgeStats:
-    calls: int = 0  # verdicts asked for
+class RequestStats:
+    """What a :class:`ChatClient` counted, whichever server it talks to (a judge, a policy)."""
+
+    calls: int = 0  # completions asked for (verdicts, answers)
     cache_hits: int = 0
     dedup_hits: int = 0  # joined an identical request already in flight
     requests: int = 0  # HTTP attempts sent
@@ -98,6 +100,10 @@ class JudgeStats:
             "latency_p95_s": pick(0.95),
             "latency_max_s": self.latency_max,
         }
+
+
+#: the former name (it counted policy requests too)
+JudgeStats = RequestStats
 
 
 class _LoopState:
@@ -184,7 +190,7 @@ class ChatClient:
         self._headers = {"Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self.stats = JudgeStats()
+        self.stats = RequestStats()
         self.sessions_opened = 0
         self.sessions_closed = 0
         atexit.register(_close_at_exit, weakref.ref(self))

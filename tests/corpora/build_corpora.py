@@ -1,4 +1,4 @@
-"""Builds the two corpora the robust gate is measured on (#14), deterministically:
+"""Builds the two corpora the robust gate is measured on, deterministically:
 
 * ``legit_short_answers.jsonl``: legitimate short answers to medical QA/VQA questions, in the
   forms the evaluation sets' references take (VQA-RAD, SLAKE and PathVQA short answers, yes/no
