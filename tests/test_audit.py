@@ -117,3 +117,20 @@ def test_an_unknown_preset_is_refused_before_any_work(tmp_path):
     inp.write_text(json.dumps({"id": 0, "response": "a", "ground_truth": "<X_RAY> b"}) + "\n")
     proc = audit(inp, tmp_path / "out", "http://127.0.0.1:9/v1", "--preset", "lenient")
     assert proc.returncode == 2 and "lenient" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_judge_that_is_down_exits_3_as_score_does(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(
+        json.dumps({"id": 0, "response": "<X_RAY><thinking>t</thinking><answer>left effusion</answer>",
+                    "ground_truth": "<X_RAY> pneumonia"}) + "\n"
+    )  # fmt: skip
+    with FakeJudge() as embeddings:  # embeddings answer; the judge's port is closed
+        proc = subprocess.run(
+            [sys.executable, "-m", "medix_verl.cli", "audit", str(inp), "-o", str(tmp_path / "out"),
+             "--judge-url", "http://127.0.0.1:9/v1", "--judge-model", "j", "--judge-retries", "0",
+             "--embed-url", embeddings.url, "--embed-model", "fake"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 3 and "judge failed" in proc.stderr and "127.0.0.1:9" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "audit.json").exists()
