@@ -247,8 +247,9 @@ def mask_rows(compute, rows: list[int]):
         keep = [i for i in range(len(data)) if i not in drop]
         if "batch_keys" in kwargs:
             kwargs = {**kwargs, "batch_keys": [kwargs["batch_keys"][i] for i in keep]}
-        shape = data.batch["response_mask"].shape
-        advantages, returns = torch.zeros(shape), torch.zeros(shape)
+        mask = data.batch["response_mask"]
+        advantages = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        returns = torch.zeros_like(advantages)
         if keep:
             out = compute(data.select_idxs(keep), *args, **kwargs)
             advantages = advantages.to(out.batch["advantages"].dtype)
@@ -554,7 +555,13 @@ def _build_classes():
             if rows:
                 compute = mask_rows(compute, rows)
             if self.config.algorithm.adv_estimator == gdpo.ESTIMATOR:
-                parts = gdpo_parts(infos, self.config.algorithm.gdpo_reward_keys, batch.keys)
+                gdpo_keys = list(self.config.algorithm.get("gdpo_reward_keys") or [])
+                if not gdpo_keys:
+                    raise ValueError(
+                        "algorithm.adv_estimator=gdpo needs algorithm.gdpo_reward_keys: ADV=gdpo on the recipe sets "
+                        "the reward preset's parts and weights (python -m medix_verl.verl.gdpo PRESET prints them)"
+                    )
+                parts = gdpo_parts(infos, gdpo_keys, batch.keys)
                 for key, values in parts.items():
                     real_values = [v for k, v in zip(batch.keys, values) if k in real]
                     metrics[f"gdpo/{key}/mean"] = float(np.mean(real_values))
