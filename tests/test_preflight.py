@@ -293,3 +293,24 @@ def test_judge_nodes_spread_the_verl_judge_and_more_than_the_run_has_is_refused(
     assert one.ok and any("stay idle" in n for n in one.notes)
     too_many = check("7b", {**env, "JUDGE_NODES": "3"})
     assert "judge-nodes" in refused(too_many) and "JUDGE_NODES <= NNODES (2)" in too_many.render()
+
+
+def test_adv_gdpo_sets_the_presets_parts_and_bad_keys_are_refused():
+    overrides = recipe_overrides("7b", {"ADV": "gdpo"})
+    assert "algorithm.adv_estimator=gdpo" in overrides
+    assert "++algorithm.gdpo_reward_keys=[accuracy_llm,accuracy_embed,modality,format]" in overrides
+    report = check("7b", {"ADV": "gdpo"})
+    assert report.ok, report.render()
+    assert any("GDPO (not the paper's setting)" in n for n in report.notes)
+    robust = recipe_overrides("7b", {"ADV": "gdpo", "PRESET": "robust"})
+    assert any(o.startswith("++algorithm.gdpo_reward_keys=[") for o in robust)
+    bad = check("7b", {"ADV": "gdpo"}, "++algorithm.gdpo_reward_keys=[accuracy_llm,not_a_part]")
+    assert refused(bad) == {"gdpo-reward-keys"}
+    assert "['not_a_part']" in bad.render() and "2 gdpo_reward_keys" in bad.render()
+    sync = check("7b", {"ADV": "gdpo"}, "trainer.v1.trainer_mode=sync")
+    assert refused(sync) == {"gdpo-reward-keys"} and "trainer_mode=sync" in sync.render()
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True, timeout=30,
+        env={**os.environ, "ADV": "gpdo", "MEDIX_PRINT_OVERRIDES": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 2 and "ADV must be gdpo" in proc.stderr
