@@ -63,7 +63,7 @@ def test_the_policy_setting_is_checked():
         judge_error_policy(cfg)
 
 
-def gdpo(parts_by_row, uids, masked=()):
+def gdpo(parts_by_row, uids, masked=(), as_v1=False):
     """verl's real GDPO through compute_advantage_for_multi_trajectories, as the medix trainer
     calls it: parts filled in (gdpo.with_parts), optionally through the mask."""
     from omegaconf import OmegaConf
@@ -77,15 +77,11 @@ def gdpo(parts_by_row, uids, masked=()):
     keys = [f"{u}_{i}_0" for i, u in enumerate(uids)]
     infos = [dict(zip(("accuracy_llm", "format"), row)) for row in parts_by_row]
     parts = gdpo_parts(infos, ["accuracy_llm", "format"], keys)
-    data = DataProto.from_dict(
-        tensors={
-            "token_level_rewards": torch.zeros(n, length),
-            "response_mask": torch.ones(n, length),
-            "prompts": torch.zeros(n, 2, dtype=torch.long),
-            "attention_mask": torch.ones(n, 2 + length, dtype=torch.long),
-        },
-        non_tensors={"uid": np.array(uids, dtype=object)},
-    )
+    tensors = {"token_level_rewards": torch.zeros(n, length), "response_mask": torch.ones(n, length)}
+    if not as_v1:  # verl's v1 trainer passes neither the prompts nor the attention mask
+        tensors["prompts"] = torch.zeros(n, 2, dtype=torch.long)
+        tensors["attention_mask"] = torch.ones(n, 2 + length, dtype=torch.long)
+    data = DataProto.from_dict(tensors=tensors, non_tensors={"uid": np.array(uids, dtype=object)})
     cfg = OmegaConf.create({"gdpo_reward_keys": ["accuracy_llm", "format"], "gdpo_reward_weights": [0.9, 0.1]})
     compute = compute_advantage_for_multi_trajectories
     if masked:
@@ -112,3 +108,12 @@ def test_gdpo_names_a_sample_without_the_part():
 
     with pytest.raises(RuntimeError, match="trajectory k1 has no reward part 'accuracy_llm'"):
         gdpo_parts([{"accuracy_llm": 1.0}, {"format": 1.0}], ["accuracy_llm"], ["k0", "k1"])
+
+
+def test_gdpo_runs_on_what_verls_v1_trainer_passes():
+    """verl's v1 trainer builds the advantage batch without prompts and attention mask, which
+    verl's GDPO reads: filled in from the response mask, the advantages are the same."""
+    rows = [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
+    uids = ["a", "a", "a", "b", "b", "b"]
+    assert torch.allclose(gdpo(rows, uids, as_v1=True), gdpo(rows, uids))
+    assert torch.allclose(gdpo(rows, uids, masked=[1], as_v1=True), gdpo(rows, uids, masked=[1]))

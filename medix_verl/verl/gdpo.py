@@ -70,12 +70,24 @@ def check(algorithm, produced: list[str]) -> list[str]:
 
 
 def with_parts(compute, parts: Mapping[str, Any]):
-    """``compute`` (verl's advantage function) with the per-part arrays GDPO reads put into the
-    batch's ``non_tensor_batch`` first."""
+    """``compute`` (verl's advantage function) with what verl's GDPO reads put into the batch
+    first: the per-part arrays in ``non_tensor_batch``, and where the v1 trainer leaves them out
+    (it passes the response mask, not the prompts or the attention mask), a ``prompts`` of width
+    0 and an ``attention_mask`` that ends at each response's last token, from which GDPO places
+    each part's score on that token, as it does with the real ones."""
 
     def filled(data, *args, **kwargs):
+        import torch
+
         for key, values in parts.items():
             data.non_tensor_batch[key] = values
+        if "prompts" not in data.batch.keys() or "attention_mask" not in data.batch.keys():
+            mask = data.batch["response_mask"]
+            width = mask.shape[1]
+            last = width - 1 - mask.flip(1).to(torch.int64).argmax(dim=1)  # the last response token
+            ends = torch.arange(width, device=mask.device).unsqueeze(0) <= last.unsqueeze(1)
+            data.batch["attention_mask"] = ends.to(torch.int64)
+            data.batch["prompts"] = torch.zeros((mask.shape[0], 0), dtype=torch.int64, device=mask.device)
         return compute(data, *args, **kwargs)
 
     return filled
