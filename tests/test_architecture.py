@@ -177,6 +177,7 @@ def test_the_evaluation_uses_the_task_registry(tmp_path):
 
 
 # ----------------------------------------------------------------------------- patches of verl
+@pytest.mark.slow
 def test_trainer_refuses_a_verl_without_what_it_overrides(monkeypatch):
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 

@@ -12,6 +12,8 @@ import pytest
 
 from medix_verl.devkit.fake_judge import FakeJudge
 
+pytestmark = pytest.mark.slow  # servers and subprocesses throughout
+
 ROWS = [
     {
         "id": "a",

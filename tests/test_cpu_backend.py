@@ -8,6 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # servers and subprocesses throughout
+
 
 @pytest.fixture(scope="module")
 def server(tiny_vl):

@@ -70,6 +70,7 @@ def expected_tokens(image_bytes_list, min_px, max_px):
     return total, grids
 
 
+@pytest.mark.slow
 def test_prepared_parquet_gives_correct_model_inputs(parquets, tiny_vl):
     import pyarrow.parquet as pq
 
@@ -101,6 +102,7 @@ def test_prepared_parquet_gives_correct_model_inputs(parquets, tiny_vl):
             assert not torch.equal(pos[1, 0, mask], pos[2, 0, mask])
 
 
+@pytest.mark.slow
 def test_raw_published_rows_match_prepared(parquets, tiny_vl):
     prepared, raw, good = parquets
     ds_raw, processor, config = make_dataset(raw, tiny_vl, max_prompt_length=4096, min_pixels=MIN_PX, max_pixels=MAX_PX)
@@ -114,6 +116,7 @@ def test_raw_published_rows_match_prepared(parquets, tiny_vl):
         assert ds_raw[i]["extra_info"]["index"] == ds_raw[i]["index"] == i
 
 
+@pytest.mark.slow
 def test_per_image_pixel_bounds_are_honoured(parquets, tiny_vl):
     prepared, _, _ = parquets
     ds, processor, config = make_dataset(prepared, tiny_vl, max_prompt_length=4096)
@@ -133,6 +136,7 @@ def test_per_image_pixel_bounds_are_honoured(parquets, tiny_vl):
     assert n_big == want_big > n_small
 
 
+@pytest.mark.slow
 def test_overlong_filter_works(parquets, tiny_vl):
     prepared, _, good = parquets
     ds_all, processor, config = make_dataset(prepared, tiny_vl, max_prompt_length=4096)

@@ -62,6 +62,7 @@ def test_rendered_samples_and_images_are_the_releases(prepared, task):
         assert [release_jpeg(im["bytes"]) for im in row["images"]] == sent
 
 
+@pytest.mark.slow
 def test_requests_and_scores_through_the_cli_are_the_releases(prepared, tmp_path):
     received = []
 

@@ -25,6 +25,7 @@ def run(cmd, timeout=300):
 
 
 # ----------------------------------------------------------------------------- 1. one run per folder
+@pytest.mark.slow
 def test_a_second_eval_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
     write_tasks(tmp_path / "data")
     with FolderLock(tmp_path / "out"):  # another eval holds the folder
@@ -35,6 +36,7 @@ def test_a_second_eval_on_the_same_folder_is_refused_naming_the_holder(tmp_path)
     assert not (tmp_path / "out" / "samples.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_the_lock_dies_with_its_holder(tmp_path):
     code = f"from medix_verl.eval.runstate import FolderLock; held = FolderLock({str(tmp_path)!r}); held.__enter__(); import time; time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code])
@@ -52,6 +54,7 @@ def test_the_lock_dies_with_its_holder(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. never mixed
+@pytest.mark.slow
 def test_a_resume_with_other_settings_or_data_is_refused_unless_force_new(tmp_path):
     write_tasks(tmp_path / "data")
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
@@ -79,6 +82,7 @@ def test_a_resume_with_other_settings_or_data_is_refused_unless_force_new(tmp_pa
 
 
 # ----------------------------------------------------------------------------- 3. failures are retried
+@pytest.mark.slow
 def test_failures_are_retried_on_resume_and_too_many_fail_the_run(tmp_path):
     write_tasks(tmp_path / "data")
     with FakeJudge(chat_policy=policy) as model, FakeJudge(status=503) as broken_judge:
@@ -99,6 +103,7 @@ def test_failures_are_retried_on_resume_and_too_many_fail_the_run(tmp_path):
     assert res["run"]["retried_failures"] == 1 and res["run"]["new_samples"] == 1
 
 
+@pytest.mark.slow
 def test_a_judge_that_always_fails_exits_non_zero(tmp_path):
     write_tasks(tmp_path / "data")
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=lambda payload: "no verdict") as judge:

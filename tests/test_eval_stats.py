@@ -90,6 +90,7 @@ def _eval(data, out, policy, judge, *extra):
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_eval_compare_pairs_samples_and_refuses_different_data(tmp_path):
     _mcq_task(tmp_path / "data")
     right_a = set(range(10)) | {30, 31}  # A right on 12
@@ -151,6 +152,7 @@ def _looks_at_the_image(payload):
     return f"organ {max(0, round((red - 8) / 12)):02d}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "accuracy"), [("blank", 5.0), ("shuffle", 0.0)])
 def test_image_ablation_shows_how_much_the_image_matters(tmp_path, mode, accuracy):
     _image_task(tmp_path / "data")
@@ -181,6 +183,7 @@ def _scripted_judge(payload):
     return f'{{"score": {SCRIPT[case % 5][(len(payload["messages"]) - 1) // 2]}}}'
 
 
+@pytest.mark.slow
 def test_consistency_counts_and_option_disagreements(tmp_path):
     _mcq_task(tmp_path / "data")
     # the policy always picks "A. Alpha", the right option; the script's majority says wrong for

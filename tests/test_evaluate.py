@@ -18,6 +18,8 @@ from PIL import Image
 from data_prep.eval_sets import SCHEMA
 from medix_verl.devkit.fake_judge import FakeJudge
 
+pytestmark = pytest.mark.slow  # servers and subprocesses throughout
+
 TASK_ROWS = {
     "mmlu_anatomy": [
         {

@@ -8,6 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+pytestmark = pytest.mark.slow  # a SmolLM2 server for the module
+
 
 @pytest.fixture(scope="module")
 def local_judge(smollm2_dir):

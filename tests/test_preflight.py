@@ -180,6 +180,7 @@ def test_the_data_parallel_rule_is_verls_own_assertion(nnodes, gpus, mini, n):
     assert ("actor-data-parallel" in refused(report)) == verl_fails
 
 
+@pytest.mark.slow
 def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback():
     env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, GPUS_PER_NODE="6")
     proc = subprocess.run(

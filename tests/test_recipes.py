@@ -51,12 +51,14 @@ def check_shared(cfg, rollout_tp=2):
     return a
 
 
+@pytest.mark.slow
 def test_qwen_7b_gspo():
     a = check_shared(composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1"}))
     assert a["policy_loss"]["loss_mode"] == "gspo" and a["loss_agg_mode"] == "seq-mean-token-mean"
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (3e-4, 4e-4) and a["use_kl_loss"] is False
 
 
+@pytest.mark.slow
 def test_qwen3vl_8b_grpo():
     cfg = composed("medix_r1_qwen3vl_8b_grpo.sh")
     a = check_shared(cfg)
@@ -69,6 +71,7 @@ def test_qwen3vl_8b_grpo():
     "size, model, tp",
     [("2b", "Qwen/Qwen3-VL-2B-Instruct", 2), ("30b", "Qwen/Qwen3-VL-30B-A3B-Thinking", 8)],  # 30b as released
 )
+@pytest.mark.slow
 def test_qwen3vl_dapo(size, model, tp):
     cfg = composed("medix_r1_qwen3vl_dapo.sh", {"SIZE": size})
     a = check_shared(cfg, rollout_tp=tp)
@@ -84,6 +87,7 @@ def test_qwen3vl_dapo(size, model, tp):
     assert cfg["trainer"]["experiment_name"] == f"medix_r1_qwen3vl_{size}_dapo"
 
 
+@pytest.mark.slow
 def test_judge_placements():
     server = composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1", "GPUS_PER_NODE": "4"})
     kw = server["reward"]["custom_reward_function"]["reward_kwargs"]
@@ -99,6 +103,7 @@ def test_judge_placements():
     assert kw["judge_url"] is None and kw["judge_model"] is None  # the reward asks for model_path
 
 
+@pytest.mark.slow
 def test_dry_run_rejects_unknown_and_ignored_keys():
     proc = run("medix_r1_qwen_7b.sh", None, "actor_rollout_ref.actor.clip_ratio_lo=0.1")
     assert proc.returncode == 2 and "clip_ratio_lo" in proc.stderr
@@ -116,6 +121,7 @@ def test_dry_run_rejects_unknown_and_ignored_keys():
     assert proc.returncode == 0 and "rule: verl" in proc.stdout
 
 
+@pytest.mark.slow
 def test_real_run_without_gpus_stops_with_a_message():
     import sys
 

@@ -41,6 +41,7 @@ def test_a_scale_that_would_change_the_outcome_is_refused():
         choose_scale("3", 512, 128, 5, 8)
 
 
+@pytest.mark.slow
 def test_the_preflight_refuses_a_failing_layout_before_anything_starts(tmp_path):
     proc = rehearse(tmp_path, {"GPUS_PER_NODE": "6"})
     assert proc.returncode == 2 and "[actor-data-parallel]" in proc.stdout

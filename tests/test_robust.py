@@ -210,6 +210,7 @@ def test_one_megabyte_is_scored_in_linear_time(make, preset):
 
 
 # --------------------------------------------------------------------------- calibration
+@pytest.mark.slow
 def test_calibrate_embed_command(tmp_path, minilm_path):
     out = tmp_path / "cal.json"
     proc = subprocess.run(
