@@ -256,7 +256,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .eval.runner import EvalConfig, TooManyFailures, run_eval
+    from .eval.runner import TooManyFailures, run_eval
     from .eval.runstate import RunStateError
 
     model = args.model
@@ -275,28 +275,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.model_url and not args.reuse_generations:
         print("medix-verl eval: --model-url is needed (or --reuse-generations RUN)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    cfg = EvalConfig(
-        tasks=args.tasks,
-        data_dir=Path(args.data_dir),
+    cfg = _eval_config(
+        args,
         model_url=args.model_url,
         model=model,
-        judge_url=args.judge_url,
-        judge_model=args.judge_model,
-        output=Path(args.output),
-        max_concurrency=args.max_concurrency,
-        rounds=args.rounds,
-        system_prompt=args.system_prompt,
-        limit=args.limit,
-        timeout=args.timeout,
-        judge_timeout=args.judge_timeout,
         progress=not args.quiet,
-        protocol=args.protocol,
-        force_think=args.force_think,
         force_new=args.force_new,
-        max_failure_rate=args.max_failure_rate,
         image_ablation=args.image_ablation,
-        model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
-        judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
         reuse_generations=Path(args.reuse_generations) if args.reuse_generations else None,
     )
     try:
@@ -369,16 +354,14 @@ def _add_judging_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
 
 
-def _cmd_eval_series(args: argparse.Namespace) -> int:
+def _eval_config(args: argparse.Namespace, **own):
+    """An ``EvalConfig`` from the options ``eval`` and ``eval-series`` share
+    (:func:`_add_judging_arguments`) and the API keys, plus the command's ``own`` fields."""
     from .eval.runner import EvalConfig
-    from .eval.runstate import RunStateError
-    from .eval.series import SeriesError, main_log, run_series
 
-    base = EvalConfig(
+    return EvalConfig(
         tasks=args.tasks,
         data_dir=Path(args.data_dir),
-        model_url="",
-        model="",
         judge_url=args.judge_url,
         judge_model=args.judge_model,
         output=Path(args.output),
@@ -393,7 +376,15 @@ def _cmd_eval_series(args: argparse.Namespace) -> int:
         max_failure_rate=args.max_failure_rate,
         model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
         judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
+        **own,
     )
+
+
+def _cmd_eval_series(args: argparse.Namespace) -> int:
+    from .eval.runstate import RunStateError
+    from .eval.series import SeriesError, main_log, run_series
+
+    base = _eval_config(args, model_url="", model="")
     try:
         series = asyncio.run(
             run_series(Path(args.checkpoints), base, args.serve, every=args.every, ready_timeout=args.ready_timeout,

@@ -399,9 +399,7 @@ def gate_answer(
     if commitment(stripped, question=question, reference=reference) is None:
         return "master_key"
     plain = _fold(stripped).strip(" .!")
-    yes_no_maybe = plain in _YES_NO and (
-        bool(_YES_NO_QUESTION.search(question or "")) or bool(set(_WORD.findall(_fold(reference or ""))) & _YES_NO)
-    )
+    yes_no_maybe = plain in _YES_NO and _context(question or "", reference or "")[1]  # a yes/no answers here
     if not yes_no_maybe and hedges(stripped, question=question, reference=reference):
         return "hedged"
     if stripped.endswith("?"):

@@ -340,6 +340,17 @@ def test_medix_protocol_is_opt_in(tmp_path):
     assert not any(p["messages"][0]["content"].endswith(" /no_think") for p in seen)
 
 
+def run_cli(cmd, timeout=300):
+    """A ``medix-verl`` command as a user runs it (a subprocess), its output captured."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def samples_of(folder):
+    """An eval run's ``samples.jsonl`` by (task, id)."""
+    lines = (folder / "samples.jsonl").read_text().splitlines()
+    return {(s["task"], s["id"]): s for s in map(json.loads, lines)}
+
+
 def test_an_empty_answer_is_judged_not_a_generation_failure(tmp_path):
     """A policy reply of HTTP 200 with empty content is an answer (the release judges "" and
     scores it); leaving it out would raise the accuracy of a model that says nothing. Transport
@@ -350,12 +361,9 @@ def test_an_empty_answer_is_judged_not_a_generation_failure(tmp_path):
         return "" if "Which organ?" in text_of(payload["messages"][-1]["content"]) else policy(payload)
 
     with FakeJudge(chat_policy=silent_on_organs) as model, FakeJudge(chat_policy=judge_policy) as judge:
-        proc = subprocess.run(
-            eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url, "--tasks", "rad_vqa"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        proc = run_cli(eval_cmd(tmp_path / "data", tmp_path / "out", model.url, judge.url, "--tasks", "rad_vqa"))
     assert proc.returncode == 0, proc.stderr
-    samples = {s["id"]: s for s in map(json.loads, (tmp_path / "out" / "samples.jsonl").read_text().splitlines())}
+    samples = {key[1]: s for key, s in samples_of(tmp_path / "out").items()}
     v2 = samples["v2"]
     assert v2["raw_output"] == "" and v2["prediction"] == "" and v2["score"] == 0.0 and not v2.get("failure")
     t = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["rad_vqa"]
@@ -373,25 +381,19 @@ def test_reuse_generations_judges_again_without_generating(tmp_path):
     same judge, ends with the full run's verdicts; its run.json names the source run."""
     write_tasks(tmp_path / "data")
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
-        full = subprocess.run(
-            eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--max-failure-rate", "0.5"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        full = run_cli(
+            eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--max-failure-rate", "0.5")
+        )
         assert full.returncode == 0, full.stderr
         sent = model.received
-        again = subprocess.run(
-            rejudge_cmd(tmp_path / "data", tmp_path / "rejudge", tmp_path / "full", judge.url, "--max-failure-rate", "0.5"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        again = run_cli(
+            rejudge_cmd(
+                tmp_path / "data", tmp_path / "rejudge", tmp_path / "full", judge.url, "--max-failure-rate", "0.5"
+            )
+        )
         assert again.returncode == 0, again.stderr
         assert model.received == sent  # not one generation request
-    a = {
-        (s["task"], s["id"]): s for s in map(json.loads, (tmp_path / "full" / "samples.jsonl").read_text().splitlines())
-    }
-    b = {
-        (s["task"], s["id"]): s
-        for s in map(json.loads, (tmp_path / "rejudge" / "samples.jsonl").read_text().splitlines())
-    }
+    a, b = samples_of(tmp_path / "full"), samples_of(tmp_path / "rejudge")
     assert a.keys() == b.keys()
     for key in a:
         assert b[key]["raw_output"] == a[key]["raw_output"] and b[key]["score"] == a[key]["score"], key
@@ -400,9 +402,9 @@ def test_reuse_generations_judges_again_without_generating(tmp_path):
     res = json.loads((tmp_path / "rejudge" / "results.json").read_text())
     assert res["run"]["reused_generations"]["reused"] == len(a) and res["run"]["generation_requests"] == 0
     # and compared with eval-compare: the same answers, the same judge: full agreement
-    cmp = subprocess.run(
+    cmp = run_cli(
         [sys.executable, "-m", "medix_verl.cli", "eval-compare", str(tmp_path / "full"), str(tmp_path / "rejudge"),
-         "-o", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=120,
+         "-o", str(tmp_path / "cmp")], timeout=120,
     )  # fmt: skip
     assert cmp.returncode == 0, cmp.stderr
     agreement = json.loads((tmp_path / "cmp" / "compare.json").read_text())["tasks"]["rad_vqa"]["judge_agreement"]
@@ -412,24 +414,24 @@ def test_reuse_generations_judges_again_without_generating(tmp_path):
 def test_reuse_generations_of_other_data_or_of_no_run_is_refused(tmp_path):
     write_tasks(tmp_path / "data")
     with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
-        full = subprocess.run(
-            eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--tasks", "rad_vqa"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        full = run_cli(eval_cmd(tmp_path / "data", tmp_path / "full", model.url, judge.url, "--tasks", "rad_vqa"))
         assert full.returncode == 0, full.stderr
         # another task set
-        other_tasks = subprocess.run(rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url,
-                                                 "--tasks", "mmlu_anatomy"), capture_output=True, text=True)  # fmt: skip
+        other_tasks = run_cli(
+            rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url, "--tasks", "mmlu_anatomy")
+        )
         # the data changed since
         TASK_ROWS["rad_vqa"][1]["answer"] = "kidney"
         try:
             write_tasks(tmp_path / "data2")
         finally:
             TASK_ROWS["rad_vqa"][1]["answer"] = "liver"
-        changed = subprocess.run(rejudge_cmd(tmp_path / "data2", tmp_path / "r2", tmp_path / "full", judge.url,
-                                             "--tasks", "rad_vqa"), capture_output=True, text=True)  # fmt: skip
-        not_a_run = subprocess.run(rejudge_cmd(tmp_path / "data", tmp_path / "r3", tmp_path / "data", judge.url,
-                                               "--tasks", "rad_vqa"), capture_output=True, text=True)  # fmt: skip
+        changed = run_cli(
+            rejudge_cmd(tmp_path / "data2", tmp_path / "r2", tmp_path / "full", judge.url, "--tasks", "rad_vqa")
+        )
+        not_a_run = run_cli(
+            rejudge_cmd(tmp_path / "data", tmp_path / "r3", tmp_path / "data", judge.url, "--tasks", "rad_vqa")
+        )
     assert other_tasks.returncode == 6 and "task mmlu_anatomy: not in that run" in other_tasks.stderr
     assert changed.returncode == 6 and "task data rad_vqa" in changed.stderr
     assert not_a_run.returncode == 6 and "not an evaluation run" in not_a_run.stderr
@@ -455,11 +457,11 @@ def test_eval_series_over_two_checkpoints(tmp_path):
     serve = f"{sys.executable} {Path(__file__).parent / 'fake_checkpoint_server.py'} {{model}} {{port}}"
 
     def series():
-        return subprocess.run(
+        return run_cli(
             [sys.executable, "-m", "medix_verl.cli", "eval-series", "--checkpoints", str(tmp_path / "ckpt"),
              "--serve", serve, "--output", str(tmp_path / "series"), "--data-dir", str(tmp_path / "data"),
              "--tasks", "rad_vqa", "--judge-url", judge.url, "--judge-model", "judge", "--ready-timeout", "60"],
-            capture_output=True, text=True, timeout=600,
+            timeout=600,
         )  # fmt: skip
 
     with FakeJudge(chat_policy=judge_policy) as judge:
@@ -501,20 +503,15 @@ def test_reuse_generations_reports_missing_answers_and_generates_them_only_when_
 
     with FakeJudge(chat_policy=judge_policy) as judge:
         with FakeJudge(chat_policy=no_organ) as flaky:
-            first = subprocess.run(
-                eval_cmd(tmp_path / "data", tmp_path / "full", flaky.url, judge.url, "--tasks", "rad_vqa"),
-                capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
+            first = run_cli(eval_cmd(tmp_path / "data", tmp_path / "full", flaky.url, judge.url, "--tasks", "rad_vqa"))
         assert first.returncode == 5, first.stderr  # one of two failed
-        alone = subprocess.run(
-            rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url, "--tasks", "rad_vqa"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        alone = run_cli(
+            rejudge_cmd(tmp_path / "data", tmp_path / "r1", tmp_path / "full", judge.url, "--tasks", "rad_vqa")
+        )
         with FakeJudge(chat_policy=policy) as model:
-            filled = subprocess.run(
+            filled = run_cli(
                 rejudge_cmd(tmp_path / "data", tmp_path / "r2", tmp_path / "full", judge.url, "--tasks", "rad_vqa",
-                            "--model-url", model.url),
-                capture_output=True, text=True, timeout=300,
+                            "--model-url", model.url)
             )  # fmt: skip
             generated = model.received
     assert alone.returncode == 5 and "no answer in" in (tmp_path / "r1" / "samples.jsonl").read_text()

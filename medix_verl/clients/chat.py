@@ -495,6 +495,8 @@ class ChatClient:
 
 
 def _close_at_exit(ref) -> None:
+    """``atexit`` hook of a client holding a session per event loop (this one, the remote
+    embedder): close those whose loop is still open."""
     client = ref()
     if client is not None:
         client._close_at_exit()

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from cachetools import LRUCache
 
-from .chat import normalize_base_url
+from .chat import _close_at_exit, normalize_base_url
 from .pool import ReplicaPool, parse_url_list
 from .retry import RetryPolicy, is_transient_status
 
@@ -282,7 +282,7 @@ class RemoteEmbedder(BaseEmbedder):
         self._sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.sessions_opened = 0
         self.sessions_closed = 0
-        atexit.register(_close_sessions_at_exit, weakref.ref(self))
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def _session(self):
         import aiohttp
@@ -365,9 +365,3 @@ class RemoteEmbedder(BaseEmbedder):
 
     def describe(self) -> str:
         return f"embeddings endpoint {self.url} ({self.model_name})"
-
-
-def _close_sessions_at_exit(ref) -> None:
-    embedder = ref()
-    if embedder is not None:
-        embedder._close_at_exit()

@@ -220,8 +220,7 @@ class ReusedGenerations:
                 differ.append(
                     f"task data {task}: that run's sha256 {their_tasks[task][:12]}..., now {hashes[task][:12]}..."
                 )
-        mine = {"model": cfg.model, "system_prompt": cfg.system_prompt, "force_think": cfg.force_think,
-                "generation_params": GEN_PARAMS, "limit": cfg.limit}  # fmt: skip
+        mine = run_settings(cfg, get_protocol(cfg.protocol))
         for key in GENERATION_SETTINGS:
             if settings.get(key) != mine[key]:
                 differ.append(f"{key}: that run {settings.get(key)!r}, now {mine[key]!r}")
@@ -690,22 +689,8 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
         values = [(res["tasks"].get(t) or {}).get("accuracy") for t in tasks] + [res.get("overall")]
         cis = [(res["tasks"].get(t) or {}).get("ci95") for t in tasks] + [res.get("overall_ci95")]
         xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(labels))]
-        heights = [v or 0 for v in values]
-        errors = [
-            [max(0.0, h - ci[0]) if ci else 0 for h, ci in zip(heights, cis)],
-            [max(0.0, ci[1] - h) if ci else 0 for h, ci in zip(heights, cis)],
-        ]
-        bars = ax.bar(xs, heights, width, label=name, yerr=errors, capsize=3, error_kw={"elinewidth": 1})
-        for bar, v in zip(bars, values):
-            ax.annotate(
-                "n/a" if v is None else f"{v:.1f}",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+        texts = ["n/a" if v is None else f"{v:.1f}" for v in values]
+        _bars_with_intervals(ax, xs, values, cis, width, name, texts, fontsize=8)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=40, ha="right")
     ax.set_ylabel("accuracy (%), 95% CI")
@@ -719,27 +704,33 @@ def plot_bars(runs: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _bars_with_intervals(ax, xs, values, cis, width, label, texts, *, fontsize) -> None:
+    """Bars of ``values`` (None: 0) with their 95% intervals as error bars, each with a text on top."""
+    heights = [v or 0 for v in values]
+    errors = [
+        [max(0.0, h - ci[0]) if ci else 0 for h, ci in zip(heights, cis)],
+        [max(0.0, ci[1] - h) if ci else 0 for h, ci in zip(heights, cis)],
+    ]
+    bars = ax.bar(xs, heights, width, label=label, yerr=errors, capsize=3, error_kw={"elinewidth": 1})
+    for bar, text in zip(bars, texts):
+        ax.annotate(
+            text,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+
+
 def _plot_split(ax, split: dict) -> None:
     """Closed (yes/no) and open questions of each VQA task side by side, with intervals and n."""
     for k, kind in enumerate(("closed", "open")):
         xs = [i + (k - 0.5) * 0.4 for i in range(len(split))]
         entries = [by[kind] for by in split.values()]
-        heights = [e["accuracy"] or 0 for e in entries]
-        errors = [
-            [max(0.0, h - e["ci95"][0]) if e["ci95"] else 0 for h, e in zip(heights, entries)],
-            [max(0.0, e["ci95"][1] - h) if e["ci95"] else 0 for h, e in zip(heights, entries)],
-        ]
-        bars = ax.bar(xs, heights, 0.4, label=kind, yerr=errors, capsize=3, error_kw={"elinewidth": 1})
-        for bar, e in zip(bars, entries):
-            ax.annotate(
-                f"n={e['n']}",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+        values, cis = [e["accuracy"] for e in entries], [e["ci95"] for e in entries]
+        _bars_with_intervals(ax, xs, values, cis, 0.4, kind, [f"n={e['n']}" for e in entries], fontsize=7)
     ax.set_xticks(range(len(split)))
     ax.set_xticklabels(list(split), rotation=40, ha="right")
     ax.set_ylim(0, 110)
