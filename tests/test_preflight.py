@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from medix_verl.verl import layout
 from medix_verl.verl.compose import compose
 from medix_verl.verl.preflight import is_loopback_url, preflight
 
@@ -36,14 +37,9 @@ SPLIT_LAYOUTS = {"1 node, 4 + 4 with a judge server", "1 node, 4 + 4 with JUDGE=
 
 
 def recipe_overrides(recipe: str, env: dict, *extra: str) -> list[str]:
+    """What the recipe passes to verl in ``env`` (the user's environment is not this process's)."""
     script, recipe_env = RECIPES[recipe]
-    full = {k: v for k, v in os.environ.items() if k not in ("JUDGE", "JUDGE_URL", "MEDIX_JUDGE_URL", "NNODES")}
-    full.update(recipe_env, **env, MEDIX_PRINT_OVERRIDES="1")
-    proc = subprocess.run(
-        ["bash", str(ROOT / "recipes" / script), *extra], capture_output=True, text=True, env=full, timeout=30
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.splitlines()
+    return layout.recipe_overrides(script, {**recipe_env, **env}, extra)
 
 
 def check(recipe, env, *extra):
@@ -181,7 +177,8 @@ def test_the_data_parallel_rule_is_verls_own_assertion(nnodes, gpus, mini, n):
 
 
 @pytest.mark.slow
-def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback():
+def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback(monkeypatch, capsys):
+    """The recipe's shell end to end once (the other recipe tests compose in this process)."""
     env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, GPUS_PER_NODE="6")
     proc = subprocess.run(
         ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True, env=env, timeout=180
@@ -189,15 +186,13 @@ def test_dry_run_refuses_with_exit_2_and_a_message_not_a_traceback():
     assert proc.returncode == 2
     assert "REFUSED: 1 problem(s)" in proc.stderr and "[actor-data-parallel]" in proc.stderr
     assert "Traceback" not in proc.stderr
-    ok = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")],
-        capture_output=True,
-        text=True,
-        env=dict(env, GPUS_PER_NODE="8", JUDGE_URL=REMOTE),
-        timeout=180,
-    )
-    assert ok.returncode == 0 and "OK: verl's validate_config" in ok.stderr
-    assert ok.stdout.lstrip().startswith(("model_engine", "actor_rollout_ref", "data", "hydra"))  # YAML only
+    for name, value in {"DRY_RUN": "1", "GPUS_PER_NODE": "8", "JUDGE_URL": REMOTE}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JUDGE", raising=False)
+    assert layout.main(["medix_r1_qwen_7b"]) == 0
+    out = capsys.readouterr()
+    assert "OK: verl's validate_config" in out.err
+    assert out.out.lstrip().startswith(("model_engine", "actor_rollout_ref", "data", "hydra"))  # YAML only
 
 
 @pytest.mark.parametrize(
@@ -310,8 +305,5 @@ def test_adv_gdpo_sets_the_presets_parts_and_bad_keys_are_refused():
     assert "['not_a_part']" in bad.render() and "2 gdpo_reward_keys" in bad.render()
     sync = check("7b", {"ADV": "gdpo"}, "trainer.v1.trainer_mode=sync")
     assert refused(sync) == {"gdpo-reward-keys"} and "trainer_mode=sync" in sync.render()
-    proc = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "medix_r1_qwen_7b.sh")], capture_output=True, text=True, timeout=30,
-        env={**os.environ, "ADV": "gpdo", "MEDIX_PRINT_OVERRIDES": "1"},
-    )  # fmt: skip
-    assert proc.returncode == 2 and "ADV must be gdpo" in proc.stderr
+    with pytest.raises(layout.LayoutError, match="ADV must be gdpo"):
+        recipe_overrides("7b", {"ADV": "gpdo"})

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,19 +11,33 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(recipe, env=None, *extra):
-    import sys
+@pytest.fixture
+def dry_run(monkeypatch, capsys):
+    """``DRY_RUN=1 bash recipes/<recipe> [extra]`` in this process: (exit status, stdout, stderr).
+    The shell side of a recipe is one line (recipes/_common.sh), run by the tests that start it."""
+    from medix_verl.verl import layout
 
-    full = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, **(env or {}))
-    return subprocess.run(
-        ["bash", str(ROOT / "recipes" / recipe), *extra], capture_output=True, text=True, timeout=180, env=full
-    )
+    def run(recipe, env=None, *extra):
+        for name in ("JUDGE", "JUDGE_URL", "MEDIX_JUDGE_URL", "NNODES", "GPUS_PER_NODE", "SIZE", "ADV", "PRESET"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {"DRY_RUN": "1", **(env or {})}.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        rc = layout.main([recipe.removesuffix(".sh"), *extra])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    return run
 
 
-def composed(recipe, env=None, *extra):
-    proc = run(recipe, env, *extra)
-    assert proc.returncode == 0, proc.stderr
-    return yaml.safe_load(proc.stdout)
+@pytest.fixture
+def composed(dry_run):
+    def compose(recipe, env=None, *extra):
+        rc, out, err = dry_run(recipe, env, *extra)
+        assert rc == 0, err
+        return yaml.safe_load(out)
+
+    return compose
 
 
 def check_shared(cfg, rollout_tp=2):
@@ -51,15 +66,13 @@ def check_shared(cfg, rollout_tp=2):
     return a
 
 
-@pytest.mark.slow
-def test_qwen_7b_gspo():
+def test_qwen_7b_gspo(composed):
     a = check_shared(composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1"}))
     assert a["policy_loss"]["loss_mode"] == "gspo" and a["loss_agg_mode"] == "seq-mean-token-mean"
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (3e-4, 4e-4) and a["use_kl_loss"] is False
 
 
-@pytest.mark.slow
-def test_qwen3vl_8b_grpo():
+def test_qwen3vl_8b_grpo(composed):
     cfg = composed("medix_r1_qwen3vl_8b_grpo.sh")
     a = check_shared(cfg)
     assert a["use_kl_loss"] is True and a["kl_loss_type"] == "low_var_kl" and a["kl_loss_coef"] == 0.01
@@ -71,8 +84,7 @@ def test_qwen3vl_8b_grpo():
     "size, model, tp",
     [("2b", "Qwen/Qwen3-VL-2B-Instruct", 2), ("30b", "Qwen/Qwen3-VL-30B-A3B-Thinking", 8)],  # 30b as released
 )
-@pytest.mark.slow
-def test_qwen3vl_dapo(size, model, tp):
+def test_qwen3vl_dapo(composed, size, model, tp):
     cfg = composed("medix_r1_qwen3vl_dapo.sh", {"SIZE": size})
     a = check_shared(cfg, rollout_tp=tp)
     assert (a["clip_ratio_low"], a["clip_ratio_high"]) == (0.2, 0.28) and a["use_kl_loss"] is False
@@ -87,8 +99,7 @@ def test_qwen3vl_dapo(size, model, tp):
     assert cfg["trainer"]["experiment_name"] == f"medix_r1_qwen3vl_{size}_dapo"
 
 
-@pytest.mark.slow
-def test_judge_placements():
+def test_judge_placements(composed):
     server = composed("medix_r1_qwen_7b.sh", {"JUDGE_URL": "http://judge:8085/v1", "GPUS_PER_NODE": "4"})
     kw = server["reward"]["custom_reward_function"]["reward_kwargs"]
     assert kw["judge_url"] == "http://judge:8085/v1" and server["trainer"]["n_gpus_per_node"] == 4
@@ -103,28 +114,29 @@ def test_judge_placements():
     assert kw["judge_url"] is None and kw["judge_model"] is None  # the reward asks for model_path
 
 
-@pytest.mark.slow
-def test_dry_run_rejects_unknown_and_ignored_keys():
-    proc = run("medix_r1_qwen_7b.sh", None, "actor_rollout_ref.actor.clip_ratio_lo=0.1")
-    assert proc.returncode == 2 and "clip_ratio_lo" in proc.stderr
-    proc = run("medix_r1_qwen_7b.sh", None, "custom_reward_function.path=/tmp/x.py")
-    assert proc.returncode == 2 and "custom_reward_function.path (use reward.custom_reward_function)" in proc.stderr
-    proc = run("medix_r1_qwen_7b.sh", None, "reward_model.reward_manager=naive")
-    assert proc.returncode == 2 and "reward_model.reward_manager" in proc.stderr
-    proc = run("medix_r1_qwen3vl_dapo.sh", None, "trainer.v1.medix.group_filter.rule=mean")
-    assert proc.returncode == 2 and "group_filter.rule must be one of" in proc.stderr
-    proc = run("medix_r1_qwen_7b.sh", None, "trainer.v1.medix.group_filter.rule=mean_band")
-    assert proc.returncode == 2 and "needs algorithm.filter_groups.enable=true" in proc.stderr
-    proc = run("medix_r1_qwen3vl_dapo.sh", None, "+trainer.v1.medix.group_filter.max_tries=20")
-    assert proc.returncode == 2 and "max_tries is gone" in proc.stderr and "max_filtered_groups" in proc.stderr
-    proc = run("medix_r1_qwen3vl_dapo.sh", {"GROUP_FILTER": "verl"})
-    assert proc.returncode == 0 and "rule: verl" in proc.stdout
+def test_dry_run_rejects_unknown_and_ignored_keys(dry_run):
+    rc, _, err = dry_run("medix_r1_qwen_7b.sh", None, "actor_rollout_ref.actor.clip_ratio_lo=0.1")
+    assert rc == 2 and "clip_ratio_lo" in err
+    rc, _, err = dry_run("medix_r1_qwen_7b.sh", None, "custom_reward_function.path=/tmp/x.py")
+    assert rc == 2 and "custom_reward_function.path (use reward.custom_reward_function)" in err
+    rc, _, err = dry_run("medix_r1_qwen_7b.sh", None, "reward_model.reward_manager=naive")
+    assert rc == 2 and "reward_model.reward_manager" in err
+    rc, _, err = dry_run("medix_r1_qwen3vl_dapo.sh", None, "trainer.v1.medix.group_filter.rule=mean")
+    assert rc == 2 and "group_filter.rule must be one of" in err
+    rc, _, err = dry_run("medix_r1_qwen_7b.sh", None, "trainer.v1.medix.group_filter.rule=mean_band")
+    assert rc == 2 and "needs algorithm.filter_groups.enable=true" in err
+    rc, _, err = dry_run("medix_r1_qwen3vl_dapo.sh", None, "+trainer.v1.medix.group_filter.max_tries=20")
+    assert rc == 2 and "max_tries is gone" in err and "max_filtered_groups" in err
+    rc, out, _ = dry_run("medix_r1_qwen3vl_dapo.sh", {"GROUP_FILTER": "verl"})
+    assert rc == 0 and "rule: verl" in out
+    rc, _, err = dry_run("medix_r1_qwen3vl_dapo.sh", {"SIZE": "4b"})
+    assert rc == 2 and "SIZE must be 2b, 8b or 30b, got '4b'" in err
+    rc, _, err = dry_run("medix_r1_qwen_7b.sh", {"GPUS_PER_NODE": "eight"})
+    assert rc == 2 and "GPUS_PER_NODE must be a whole number, got 'eight'" in err
 
 
 @pytest.mark.slow
 def test_real_run_without_gpus_stops_with_a_message():
-    import sys
-
     env = dict(os.environ, PYTHON=sys.executable, PATH="/usr/bin:/bin")  # no nvidia-smi here
     env.pop("DRY_RUN", None)
     proc = subprocess.run(

@@ -5,7 +5,7 @@ composed config, on as many CPU ranks as the layout has training GPUs.
     (or: bash recipes/rehearse.sh RECIPE ...), with the environment a GPU user sets:
     GPUS_PER_NODE, NNODES, JUDGE, JUDGE_GPUS, JUDGE_TP, SIZE, GROUP_FILTER, PRESET, ...
 
-It asks the recipe for the overrides it would pass to verl (``MEDIX_PRINT_OVERRIDES=1``), composes
+It computes the overrides the recipe would pass to verl (:mod:`medix_verl.verl.layout`), composes
 them with the package's config exactly as the recipe would, runs the preflight (as every run does;
 ``MEDIX_PREFLIGHT=0`` skips it, to rehearse a failure on purpose), and then swaps only what a CPU
 cannot hold, each listed in its output (:data:`SWAPS`): the model, the data, the judge, the
@@ -64,12 +64,15 @@ def log(msg: str) -> None:
     print(f"[rehearse {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def recipe_overrides(recipe: Path, extra: list[str]) -> list[str]:
-    env = dict(os.environ, MEDIX_PRINT_OVERRIDES="1")
-    proc = subprocess.run(["bash", str(recipe), *extra], capture_output=True, text=True, env=env, timeout=60)
-    if proc.returncode != 0:
-        raise SystemExit(f"rehearse: {recipe} did not give its overrides (exit {proc.returncode}):\n{proc.stderr}")
-    return proc.stdout.splitlines()
+def recipe_overrides(recipe: str, extra: list[str]) -> list[str]:
+    """The overrides ``recipe`` passes to verl in this environment (:mod:`medix_verl.verl.layout`)."""
+    from ..verl.layout import LayoutError
+    from ..verl.layout import recipe_overrides as layout_overrides
+
+    try:
+        return layout_overrides(recipe, extra=extra)
+    except LayoutError as exc:
+        raise SystemExit(f"rehearse: {recipe}: {exc}") from None
 
 
 def data_parallel_outcome(mini: int, n: int, dp: int) -> bool:
@@ -190,10 +193,10 @@ def where_it_stopped(log_text: str) -> str:
 def run(args, extra: list[str]) -> int:
     from .tiny import build_tiny_qwen25_vl
 
-    recipe = Path(args.recipe).resolve()
+    recipe = Path(args.recipe)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    overrides = recipe_overrides(recipe, extra)
+    overrides = recipe_overrides(args.recipe, extra)
     cfg = compose(overrides)
     layout = f"{cfg.trainer.nnodes} node(s) x {cfg.trainer.n_gpus_per_node} training GPUs"
     log(f"{recipe.name}: {layout}, judge {'verl' if cfg.reward.reward_model.enable else 'server'}")
@@ -282,13 +285,11 @@ def run(args, extra: list[str]) -> int:
 def main(argv=None) -> None:
     argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("recipe", help="a training recipe, e.g. recipes/medix_r1_qwen_7b.sh")
+    parser.add_argument("recipe", help="a training recipe: recipes/medix_r1_qwen_7b.sh or its name")
     parser.add_argument("--workdir", default="runs/rehearse")
     parser.add_argument("--scale", default="1", help="divide train batch and mini-batch by N, or auto (default 1)")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds for the step")
     args = parser.parse_args(argv)
-    if not Path(args.recipe).is_file():
-        parser.error(f"no such recipe: {args.recipe}")
     sys.exit(run(args, extra))
 
 

@@ -150,24 +150,20 @@ VERL_JUDGE_MAX_MODEL_LEN = 420
 
 
 def verl_judge_overrides(judge_dir: Path) -> list[str]:
-    """What ``JUDGE=verl`` sets in recipes/_common.sh, on the CPU backend: the judge in its own
-    resource pool of one (logical) GPU, awake for the whole run, asked for the model verl serves."""
-    kw = "reward.custom_reward_function.reward_kwargs"
-    rm = "reward.reward_model"
+    """``JUDGE=verl`` (:func:`medix_verl.verl.layout.judge_overrides`) on the CPU backend: the judge
+    in its own resource pool of one (logical) GPU, served by ``hf_cpu``."""
+    from ..verl.layout import judge_overrides
+
     return [
-        f"{kw}.judge_url=null",
-        f"{kw}.judge_model=null",
-        f"{rm}.enable=true",
-        f"{rm}.enable_resource_pool=true",
-        f"{rm}.n_gpus_per_node=1",
-        f"{rm}.nnodes=1",
-        f"{rm}.model_path={judge_dir}",
-        f"{rm}.rollout.name=hf_cpu",
-        f"{rm}.rollout.tensor_model_parallel_size=1",
-        f"{rm}.rollout.free_cache_engine=false",
-        f"{rm}.rollout.max_model_len={VERL_JUDGE_MAX_MODEL_LEN}",
-        f"{rm}.rollout.prompt_length={VERL_JUDGE_MAX_MODEL_LEN - 8}",
-        f"{rm}.rollout.response_length=8",
+        *judge_overrides(
+            "verl",
+            model=str(judge_dir),
+            gpus=1,
+            nodes=1,
+            tp=1,
+            max_model_len=VERL_JUDGE_MAX_MODEL_LEN,
+            rollout="hf_cpu",
+        ),
         "ray_kwargs.ray_init.num_gpus=2",  # one logical slot for the policy, one for the judge
     ]
 
@@ -337,23 +333,22 @@ def weight_change(initial: Path, merged: Path) -> dict:
 
 
 def adv_overrides(extra: list[str], adv: str | None = None) -> list[str]:
-    """The overrides of ``ADV`` (as the recipes read it): ``gdpo`` turns on verl's GDPO over the
-    parts of the preset the overrides choose (paper by default).
+    """The overrides of ``ADV`` (:func:`medix_verl.verl.layout.adv_overrides`, as the recipes read
+    it) for the preset the overrides choose (paper by default).
 
     >>> adv_overrides(["reward.custom_reward_function.reward_kwargs.preset=robust"], "gdpo")[0]
     'algorithm.adv_estimator=gdpo'
     >>> adv_overrides([], "")
     []
     """
-    adv = os.environ.get("ADV", "") if adv is None else adv
-    if not adv:
-        return []
-    if adv != "gdpo":
-        raise SystemExit(f"ADV must be gdpo (or unset), got {adv!r}")
-    from ..verl import gdpo
+    from ..verl.layout import LayoutError
+    from ..verl.layout import adv_overrides as layout_adv
 
     presets = [o.split("=", 1)[1] for o in extra if o.split("=", 1)[0].endswith("reward_kwargs.preset")]
-    return gdpo.overrides(presets[-1] if presets else "paper")
+    try:
+        return layout_adv(os.environ.get("ADV", "") if adv is None else adv, presets[-1] if presets else "paper")
+    except LayoutError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def run(args, extra: list[str]) -> int:
