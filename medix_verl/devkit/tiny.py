@@ -158,6 +158,12 @@ def tiny_qwen25_vl_config():
     )
 
 
+#: image sizes on a CPU (the tiny run and the rehearsal): 56 x 56 to 112 x 112 pixels, 4 to 16
+#: vision tokens an image
+CPU_MIN_PIXELS = 56 * 56
+CPU_MAX_PIXELS = 112 * 112
+
+
 def build_tiny_qwen25_vl(
     out_dir: str | Path, *, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 16384, seed: int = 0
 ) -> Path:

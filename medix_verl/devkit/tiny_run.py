@@ -45,6 +45,7 @@ from pathlib import Path
 
 from ..verl.compose import CONFIG_DIR
 from ..verl.metrics import PREFIX
+from .tiny import CPU_MAX_PIXELS, CPU_MIN_PIXELS
 
 PART_KEYS = [
     f"{PREFIX}/{k}/mean" for k in ("score", "accuracy_llm", "accuracy_embed", "format", "modality", "answer_length")
@@ -85,9 +86,9 @@ def prepare_data(workdir: Path, rows: int, val_rows: int, task: str = "scans") -
                 "--output",
                 str(data),
                 "--min-pixels",
-                "3136",
+                str(CPU_MIN_PIXELS),
                 "--max-pixels",
-                "12544",
+                str(CPU_MAX_PIXELS),
                 "-q",
             ],
             check=True,
@@ -106,7 +107,7 @@ def prepare_model(workdir: Path, data: Path, warm_steps: int, task: str = "scans
     if (model / ".warm_started").exists():
         return model
     shutil.rmtree(model, ignore_errors=True)
-    build_tiny_qwen25_vl(model, min_pixels=3136, max_pixels=12544)
+    build_tiny_qwen25_vl(model, min_pixels=CPU_MIN_PIXELS, max_pixels=CPU_MAX_PIXELS)
     answers = LEARNABLE_ANSWERS if task == "organs" else None
     report = warm_start(model, data / "train.parquet", steps=warm_steps, answers=answers)
     (model / ".warm_started").write_text(json.dumps(report))
@@ -402,6 +403,8 @@ def run(args, extra: list[str]) -> int:
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'test.parquet'}",
+        f"data.min_pixels={CPU_MIN_PIXELS}",
+        f"data.max_pixels={CPU_MAX_PIXELS}",
         *judge_overrides,
         f"{kw}.embed_model={minilm}",
         f"trainer.total_training_steps={args.steps}",
@@ -438,16 +441,13 @@ def run(args, extra: list[str]) -> int:
 
 def train(workdir: Path, overrides: list[str], earlier: list[dict], verl_metrics: Path, metrics_file: Path):
     """The preflight, then verl's main_ppo; returns (exit status or None if refused, seconds)."""
-    if os.environ.get("MEDIX_PREFLIGHT", "1") != "0":
-        from ..verl.compose import compose
-        from ..verl.preflight import preflight
+    from ..verl.compose import compose
+    from ..verl.preflight import before_training
 
-        report = preflight(compose(overrides, config_name="medix_r1_tiny_cpu"))
-        log(report.render())
-        if not report.ok:
-            return None, 0.0
-    else:
-        log("preflight skipped (MEDIX_PREFLIGHT=0)")
+    report = before_training(compose(overrides, config_name="medix_r1_tiny_cpu"))
+    log(report.render())
+    if not report.ok:
+        return None, 0.0
     env = cpu_run_env(verl_metrics)
     cmd = [
         sys.executable,

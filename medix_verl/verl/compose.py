@@ -3,15 +3,15 @@
     python -m medix_verl.verl.compose [OVERRIDES...]          # print the composed config as YAML
 
 Used by ``DRY_RUN=1 bash recipes/<recipe>.sh`` and before every real run. Exits 2, naming the
-key, when an override is unknown to verl 0.9.1 (hydra's own check), sets a legacy key that verl
-0.9.1's reward loop silently ignores (top-level ``custom_reward_function.*`` and
-``reward_model.*``), or when the :mod:`~medix_verl.verl.preflight` refuses the layout (its report
-goes to stderr; ``MEDIX_PREFLIGHT=0`` skips it, for rehearsing a failure on purpose).
+key, when an override is unknown to verl 0.9.1 (hydra's own check) or when the
+:mod:`~medix_verl.verl.preflight` refuses the config: a legacy key that verl 0.9.1's reward loop
+silently ignores (top-level ``custom_reward_function.*`` and ``reward_model.*``), a bad medix
+trainer setting, or a layout verl would reject at run time (its report goes to stderr;
+``MEDIX_PREFLIGHT=0`` skips the layout checks, for rehearsing a failure on purpose).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -65,31 +65,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # hydra's errors name the bad override
         print(f"medix_verl.verl.compose: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    bad = ignored_keys(cfg)
-    if bad:
-        print("medix_verl.verl.compose: keys that verl 0.9.1 ignores are set:\n  " + "\n  ".join(bad), file=sys.stderr)
-        return 2
-    from .trainer import TRAINER_NAME, group_filter_settings, hack_alarm_settings, judge_error_policy
-
-    try:
-        if cfg.trainer.v1.trainer_mode == TRAINER_NAME:
-            judge_error_policy(cfg)
-            hack_alarm_settings(cfg)
-            band = group_filter_settings(cfg)
-            if band["rule"] == "mean_band" and not cfg.algorithm.filter_groups.get("enable", False):
-                raise ValueError(
-                    "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true"
-                )
-    except ValueError as exc:
-        print(f"medix_verl.verl.compose: {exc}", file=sys.stderr)
-        return 2
     print(OmegaConf.to_yaml(cfg, resolve=False))
-    if os.environ.get("MEDIX_PREFLIGHT", "1") == "0":
-        print("medix_verl.verl.compose: preflight skipped (MEDIX_PREFLIGHT=0)", file=sys.stderr)
-        return 0
-    from .preflight import preflight
+    from .preflight import before_training
 
-    report = preflight(cfg)
+    report = before_training(cfg)
     print(report.render(), file=sys.stderr)
     return 0 if report.ok else 2
 

@@ -1,7 +1,8 @@
 """Preflight: what verl 0.9.1 would reject at run time, checked before a GPU is touched.
 
-``DRY_RUN=1 bash recipes/<recipe>.sh`` and every real run compose the config and call
-:func:`preflight` on it (through ``python -m medix_verl.verl.compose``). It runs verl's own static
+Every path that starts training runs the same list of named checks (:data:`CHECKS`, one function
+each, with the verl code it answers to): the recipes and ``DRY_RUN=1`` (through
+``python -m medix_verl.verl.compose``), the tiny CPU run, the rehearsal and ``medix-verl preflight``. It runs verl's own static
 check (``verl.utils.config.validate_config``, as ``verl/trainer/main_ppo.py:main`` does) and then
 the constraints that verl checks only at run time, after models are loaded and the first rollout is
 done. Each check names the verl code path that would fail, the numbers, and a layout that works.
@@ -17,7 +18,9 @@ import contextlib
 import ipaddress
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 # the reward's judge request, without the answer and the reference: the paper prompt and the chat
@@ -54,6 +57,8 @@ class Report:
     def ok(self) -> bool:
         return not self.refusals
 
+    skipped_layout: bool = False
+
     def render(self) -> str:
         out = ["medix-verl preflight (verl 0.9.1)"]
         width = max((len(k) for k, _ in self.layout), default=0)
@@ -62,6 +67,8 @@ class Report:
         if self.refusals:
             out.append(f"REFUSED: {len(self.refusals)} problem(s) this layout would hit at run time:")
             out += [p.render() for p in self.refusals]
+        elif self.skipped_layout:
+            out.append("layout checks skipped (MEDIX_PREFLIGHT=0); the config's keys passed")
         else:
             out.append("OK: verl's validate_config and the run-time checks passed")
         return "\n".join(out)
@@ -89,108 +96,237 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
-    """Check a composed MediX-R1 training config (an OmegaConf ``DictConfig``) for what verl 0.9.1
-    would reject at run time. Never raises for a bad layout: it is a :class:`Report` refusal."""
-    report = Report()
-    refuse = report.refusals.append
-    nnodes = int(_get(cfg, "trainer.nnodes", 1))
-    gpus = int(_get(cfg, "trainer.n_gpus_per_node", 1))
-    train_gpus = nnodes * gpus
-    n = int(_get(cfg, "actor_rollout_ref.rollout.n", 1))
-    batch = int(_get(cfg, "data.train_batch_size"))
-    mini = int(_get(cfg, "actor_rollout_ref.actor.ppo_mini_batch_size"))
-    sp = int(_get(cfg, "actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1))
-    tp = int(_get(cfg, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1))
-    rollout_dp = int(_get(cfg, "actor_rollout_ref.rollout.data_parallel_size", 1))
-    rollout_pp = int(_get(cfg, "actor_rollout_ref.rollout.pipeline_model_parallel_size", 1))
-    prompt_len = int(_get(cfg, "data.max_prompt_length"))
-    response_len = int(_get(cfg, "data.max_response_length"))
-    seq_len = prompt_len + response_len
-    rm = _get(cfg, "reward.reward_model", {}) or {}
-    judge_verl = bool(rm.get("enable", False))
-    kwargs = _get(cfg, "reward.custom_reward_function.reward_kwargs", {}) or {}
+@dataclass(frozen=True)
+class Facts:
+    """The numbers of a composed config that the checks read, computed once."""
 
-    if nnodes < 1 or gpus < 1:
-        refuse(
-            Problem(
-                "no-training-gpus",
-                f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={gpus}: no GPU would train"
-                + (" (JUDGE=verl takes JUDGE_GPUS of each node's GPUS_PER_NODE)" if judge_verl else ""),
-                "set GPUS_PER_NODE (and NNODES) to the GPUs this run may use",
-                "verl/single_controller/ray/base.py (resource pools)",
-            )
+    cfg: Any
+    nnodes: int
+    gpus: int
+    n: int
+    batch: int
+    mini: int
+    sp: int
+    tp: int
+    rollout_world: int
+    prompt_len: int
+    response_len: int
+    rm: Any
+    kwargs: Any
+    save_freq: int
+
+    @classmethod
+    def of(cls, cfg) -> Facts:
+        tp = int(_get(cfg, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1))
+        dp = int(_get(cfg, "actor_rollout_ref.rollout.data_parallel_size", 1))
+        pp = int(_get(cfg, "actor_rollout_ref.rollout.pipeline_model_parallel_size", 1))
+        return cls(
+            cfg=cfg,
+            nnodes=int(_get(cfg, "trainer.nnodes", 1)),
+            gpus=int(_get(cfg, "trainer.n_gpus_per_node", 1)),
+            n=int(_get(cfg, "actor_rollout_ref.rollout.n", 1)),
+            batch=int(_get(cfg, "data.train_batch_size")),
+            mini=int(_get(cfg, "actor_rollout_ref.actor.ppo_mini_batch_size")),
+            sp=int(_get(cfg, "actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1)),
+            tp=tp,
+            rollout_world=tp * dp * pp,
+            prompt_len=int(_get(cfg, "data.max_prompt_length")),
+            response_len=int(_get(cfg, "data.max_response_length")),
+            rm=_get(cfg, "reward.reward_model", {}) or {},
+            kwargs=_get(cfg, "reward.custom_reward_function.reward_kwargs", {}) or {},
+            save_freq=int(_get(cfg, "trainer.save_freq", -1)),
         )
-        return report
 
-    # ---- verl's own static check (verl/trainer/main_ppo.py:main calls it before anything starts)
-    if run_verl_validate:
-        verl_problem = _verl_validate(cfg)
-        if verl_problem is not None:
-            refuse(verl_problem)
+    @property
+    def train_gpus(self) -> int:
+        return self.nnodes * self.gpus
 
-    # ---- the actor's data-parallel split of every mini-batch
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_len + self.response_len
+
+    @property
+    def samples_per_mini(self) -> int:
+        return self.mini * self.n
+
+    @property
+    def dp(self) -> int | None:
+        """The actor's data-parallel size (FSDP: world / Ulysses groups); None if it does not split."""
+        sp = self.sp
+        return self.train_gpus // sp if sp and self.train_gpus % sp == 0 else None
+
+    @property
+    def judge_verl(self) -> bool:
+        return bool(self.rm.get("enable", False))
+
+    @property
+    def judge_pool(self) -> bool:
+        """A verl-managed judge in a resource pool of its own."""
+        return self.judge_verl and bool(self.rm.get("enable_resource_pool", False))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: ``run(facts, report)`` adds refusals and notes; ``where`` is the verl code
+    it answers to. ``config`` checks are about the keys themselves and run even when the layout
+    checks are skipped (``MEDIX_PREFLIGHT=0``); ``gate`` checks stop the list when they refuse."""
+
+    name: str
+    run: Callable[[Facts, Report], None]
+    where: str
+    config: bool = False
+    gate: bool = False
+
+
+def preflight(cfg, *, run_verl_validate: bool = True, layout: bool = True) -> Report:
+    """Run :data:`CHECKS` on a composed MediX-R1 training config (an OmegaConf ``DictConfig``).
+    Never raises for a bad layout: it is a :class:`Report` refusal. ``layout=False`` runs only the
+    checks of the keys themselves (``MEDIX_PREFLIGHT=0``)."""
+    report = Report(skipped_layout=not layout)
+    facts = Facts.of(cfg)
+    for check in CHECKS:
+        if not (check.config or layout) or (check.name == "verl-validate-config" and not run_verl_validate):
+            continue
+        before = len(report.refusals)
+        check.run(facts, report)
+        if check.gate and len(report.refusals) > before:
+            return report
+    if layout:
+        _describe_layout(facts, report)
+    return report
+
+
+def before_training(cfg, env=None) -> Report:
+    """The preflight as every path that starts training runs it: every check, or with
+    ``MEDIX_PREFLIGHT=0`` (to rehearse a failure on purpose) only the checks of the keys."""
+    import os
+
+    env = os.environ if env is None else env
+    return preflight(cfg, layout=env.get("MEDIX_PREFLIGHT", "1") != "0")
+
+
+def _refuse(report: Report, check: str, message: str, fix: str, where: str) -> None:
+    report.refusals.append(Problem(check, message, fix, where))
+
+
+def _check_training_gpus(f: Facts, report: Report) -> None:
+    if f.nnodes < 1 or f.gpus < 1:
+        _refuse(
+            report,
+            "no-training-gpus",
+            f"trainer.nnodes={f.nnodes} x trainer.n_gpus_per_node={f.gpus}: no GPU would train"
+            + (" (JUDGE=verl takes JUDGE_GPUS of each node's GPUS_PER_NODE)" if f.judge_verl else ""),
+            "set GPUS_PER_NODE (and NNODES) to the GPUs this run may use",
+            "verl/single_controller/ray/base.py (resource pools)",
+        )
+
+
+def _check_ignored_keys(f: Facts, report: Report) -> None:
+    from .compose import ignored_keys
+
+    bad = ignored_keys(f.cfg)
+    if bad:
+        _refuse(
+            report,
+            "ignored-keys",
+            "keys that verl 0.9.1 ignores are set: " + "; ".join(bad),
+            "set them under reward.* (verl 0.9.1's reward loop reads only those)",
+            "verl/experimental/reward_loop (reads reward.custom_reward_function, reward.reward_manager)",
+        )
+
+
+def _check_trainer_settings(f: Facts, report: Report) -> None:
+    from .trainer import MEAN_BAND_NEEDS, TRAINER_NAME, group_filter_settings, hack_alarm_settings, judge_error_policy
+
+    cfg = f.cfg
+    if _get(cfg, "trainer.v1.trainer_mode") != TRAINER_NAME:
+        return
+    try:
+        judge_error_policy(cfg)
+        hack_alarm_settings(cfg)
+        band = group_filter_settings(cfg)
+    except ValueError as exc:
+        _refuse(report, "trainer-settings", str(exc), "fix the key it names", "medix_verl/verl/trainer.py")
+        return
+    if band["rule"] == "mean_band" and not _get(cfg, "algorithm.filter_groups.enable", False):
+        _refuse(
+            report,
+            "trainer-settings",
+            MEAN_BAND_NEEDS,
+            "algorithm.filter_groups.enable=true algorithm.filter_groups.metric=score (the DAPO recipe), "
+            "or group_filter.rule=verl",
+            "verl/trainer/ppo/v1/trainer_base.py:_build_replay_buffer (no filter without filter_groups)",
+        )
+
+
+def _check_verl_validate(f: Facts, report: Report) -> None:
+    problem = _verl_validate(f.cfg)
+    if problem is not None:
+        report.refusals.append(problem)
+
+
+def _check_actor_data_parallel(f: Facts, report: Report) -> None:
     # verl/trainer/ppo/v1/trainer_base.py:_update_actor sends ppo_mini_batch_size * rollout.n
     # samples as one mini-batch; verl/workers/engine_workers.py:TrainingWorker.train_mini_batch
     # asserts mini_batch_size % engine.get_data_parallel_size() == 0 (FSDP: world / ulysses sp)
-    samples_per_mini = mini * n
-    dp = train_gpus // sp if sp and train_gpus % sp == 0 else None
+    dp, per_mini = f.dp, f.samples_per_mini
     if dp is None:
-        refuse(
-            Problem(
-                "ulysses-sp",
-                f"{train_gpus} training GPUs do not split into Ulysses groups of {sp}",
-                f"use a multiple of {sp} training GPUs",
-                "verl/workers/engine/fsdp/transformer_impl.py (device mesh)",
-            )
+        _refuse(
+            report,
+            "ulysses-sp",
+            f"{f.train_gpus} training GPUs do not split into Ulysses groups of {f.sp}",
+            f"use a multiple of {f.sp} training GPUs",
+            "verl/workers/engine/fsdp/transformer_impl.py (device mesh)",
         )
-    elif samples_per_mini % dp:
-        good = [g for g in _divisors_within(samples_per_mini, 64) if g % max(tp, 1) == 0 and g > 1]
-        refuse(
-            Problem(
-                "actor-data-parallel",
-                f"a mini-batch is ppo_mini_batch_size x rollout.n = {mini} x {n} = {samples_per_mini} samples; "
-                f"it must divide by the actor's data-parallel size {dp} ({nnodes} node(s) x {gpus} GPUs"
-                + (f" / ulysses {sp}" if sp > 1 else "")
-                + f"), and {samples_per_mini} / {dp} = {samples_per_mini / dp:.2f}. It would crash at the "
-                "first actor update, after model loading and the first rollout",
-                f"train on a number of GPUs that divides {samples_per_mini} and the rollout TP {tp} "
-                f"({', '.join(map(str, good[:8]))}): 8 training GPUs per node with the judge on another "
-                "node (JUDGE=server JUDGE_URL=http://<judge-node>:8085/v1), or one 8-GPU node split 4 + 4 "
-                "(JUDGE=verl JUDGE_GPUS=4). Shrinking the mini-batch would change the optimisation",
-                "verl/workers/engine_workers.py:TrainingWorker.train_mini_batch",
-            )
-        )
-    if batch % mini:
-        refuse(
-            Problem(
-                "mini-batches",
-                f"data.train_batch_size {batch} is not a multiple of actor.ppo_mini_batch_size {mini}",
-                "make the train batch a multiple of the mini-batch",
-                "verl/trainer/ppo/v1/trainer_base.py:_update_actor",
-            )
+    elif per_mini % dp:
+        good = [g for g in _divisors_within(per_mini, 64) if g % max(f.tp, 1) == 0 and g > 1]
+        _refuse(
+            report,
+            "actor-data-parallel",
+            f"a mini-batch is ppo_mini_batch_size x rollout.n = {f.mini} x {f.n} = {per_mini} samples; "
+            f"it must divide by the actor's data-parallel size {dp} ({f.nnodes} node(s) x {f.gpus} GPUs"
+            + (f" / ulysses {f.sp}" if f.sp > 1 else "")
+            + f"), and {per_mini} / {dp} = {per_mini / dp:.2f}. It would crash at the "
+            "first actor update, after model loading and the first rollout",
+            f"train on a number of GPUs that divides {per_mini} and the rollout TP {f.tp} "
+            f"({', '.join(map(str, good[:8]))}): 8 training GPUs per node with the judge on another "
+            "node (JUDGE=server JUDGE_URL=http://<judge-node>:8085/v1), or one 8-GPU node split 4 + 4 "
+            "(JUDGE=verl JUDGE_GPUS=4). Shrinking the mini-batch would change the optimisation",
+            "verl/workers/engine_workers.py:TrainingWorker.train_mini_batch",
         )
 
-    # ---- rollout replicas: tensor parallel groups must tile the training GPUs
-    rollout_world = tp * rollout_dp * rollout_pp
-    if train_gpus % rollout_world or (rollout_world > gpus and rollout_world % gpus):
-        refuse(
-            Problem(
-                "rollout-tensor-parallel",
-                f"rollout tensor x data x pipeline parallel = {rollout_world} GPUs per replica does not tile "
-                f"{nnodes} node(s) x {gpus} GPUs",
-                f"use a rollout TP that divides {gpus} ({', '.join(map(str, _divisors_within(gpus, gpus)))})",
-                "verl/workers/rollout/replica.py:RolloutReplica.__init__ and LLMServerManager",
-            )
+
+def _check_mini_batches(f: Facts, report: Report) -> None:
+    if f.batch % f.mini:
+        _refuse(
+            report,
+            "mini-batches",
+            f"data.train_batch_size {f.batch} is not a multiple of actor.ppo_mini_batch_size {f.mini}",
+            "make the train batch a multiple of the mini-batch",
+            "verl/trainer/ppo/v1/trainer_base.py:_update_actor",
         )
 
-    elif rollout_world > gpus:
+
+def _check_rollout_replicas(f: Facts, report: Report) -> None:
+    world, gpus = f.rollout_world, f.gpus
+    if f.train_gpus % world or (world > gpus and world % gpus):
+        _refuse(
+            report,
+            "rollout-tensor-parallel",
+            f"rollout tensor x data x pipeline parallel = {world} GPUs per replica does not tile "
+            f"{f.nnodes} node(s) x {gpus} GPUs",
+            f"use a rollout TP that divides {gpus} ({', '.join(map(str, _divisors_within(gpus, gpus)))})",
+            "verl/workers/rollout/replica.py:RolloutReplica.__init__ and LLMServerManager",
+        )
+    elif world > gpus:
         report.notes.append(
-            f"a rollout replica ({rollout_world} GPUs) spans {rollout_world // gpus} nodes of {gpus} training GPUs: "
+            f"a rollout replica ({world} GPUs) spans {world // gpus} nodes of {gpus} training GPUs: "
             "vLLM's tensor parallel then runs over the network"
         )
 
-    # ---- token limits of dynamic batching and of the rollout engine
+
+def _check_batch_tokens(f: Facts, report: Report) -> None:
+    cfg = f.cfg
     if _get(cfg, "actor_rollout_ref.actor.use_dynamic_bsz", False):
         for key in (
             "actor_rollout_ref.actor.ppo_max_token_len_per_gpu",
@@ -198,105 +334,105 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
             "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu",
         ):
             limit = _get(cfg, key)
-            if limit is not None and int(limit) * sp < seq_len:
-                refuse(
-                    Problem(
-                        "dynamic-batch-tokens",
-                        f"{key} = {limit} (x ulysses {sp}) is below one sequence: prompt {prompt_len} + "
-                        f"response {response_len} = {seq_len} tokens",
-                        f"set {key}>={math.ceil(seq_len / sp)}",
-                        "verl/utils/seqlen_balancing.py:get_seqlen_balanced_partitions (max_token_len >= seq len)",
-                    )
+            if limit is not None and int(limit) * f.sp < f.seq_len:
+                _refuse(
+                    report,
+                    "dynamic-batch-tokens",
+                    f"{key} = {limit} (x ulysses {f.sp}) is below one sequence: prompt {f.prompt_len} + "
+                    f"response {f.response_len} = {f.seq_len} tokens",
+                    f"set {key}>={math.ceil(f.seq_len / f.sp)}",
+                    "verl/utils/seqlen_balancing.py:get_seqlen_balanced_partitions (max_token_len >= seq len)",
                 )
-    else:
-        micro = _get(cfg, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu")
-        if micro and dp and (samples_per_mini // max(dp, 1)) % int(micro):
-            refuse(
-                Problem(
-                    "micro-batches",
-                    f"{samples_per_mini // dp} samples per GPU per mini-batch do not split into micro-batches "
-                    f"of {micro}",
-                    "choose a micro-batch that divides it, or use_dynamic_bsz=true",
-                    "verl/workers/engine_workers.py:TrainingWorker.train_mini_batch",
-                )
-            )
-    max_model_len = _get(cfg, "actor_rollout_ref.rollout.max_model_len")
-    if _get(cfg, "actor_rollout_ref.rollout.name") in ("vllm", "sglang"):
-        if max_model_len is None:
-            refuse(
-                Problem(
-                    "policy-max-model-len",
-                    "actor_rollout_ref.rollout.max_model_len is null: vLLM then sizes the KV cache for the "
-                    "model's whole context (128k-256k tokens) instead of prompt + response",
-                    f"set actor_rollout_ref.rollout.max_model_len={seq_len} (the release batches {seq_len} tokens)",
-                    "verl/workers/rollout/vllm_rollout/vllm_async_server.py (max_model_len = max_position_embeddings)",
-                )
-            )
-        elif int(max_model_len) < seq_len:
-            refuse(
-                Problem(
-                    "policy-max-model-len",
-                    f"actor_rollout_ref.rollout.max_model_len {max_model_len} < prompt {prompt_len} + "
-                    f"response {response_len}",
-                    f"set actor_rollout_ref.rollout.max_model_len={seq_len}",
-                    "vLLM rejects longer prompts with HTTP 400 during the rollout",
-                )
-            )
-
-    # ---- checkpoints
-    save_freq = int(_get(cfg, "trainer.save_freq", -1))
-    if save_freq > 0 and _get(cfg, "trainer.max_actor_ckpt_to_keep") is None:
-        refuse(
-            Problem(
-                "checkpoint-rotation",
-                f"a checkpoint every {save_freq} steps and trainer.max_actor_ckpt_to_keep=null keeps every "
-                "one of them (optimizer state included) until the disk is full",
-                f"set trainer.max_actor_ckpt_to_keep={RELEASE_CKPT_TO_KEEP} (the release's save_limit)",
-                "verl/utils/checkpoint (no rotation when the limit is null)",
-            )
+        return
+    micro = _get(cfg, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu")
+    if micro and f.dp and (f.samples_per_mini // f.dp) % int(micro):
+        _refuse(
+            report,
+            "micro-batches",
+            f"{f.samples_per_mini // f.dp} samples per GPU per mini-batch do not split into micro-batches of {micro}",
+            "choose a micro-batch that divides it, or use_dynamic_bsz=true",
+            "verl/workers/engine_workers.py:TrainingWorker.train_mini_batch",
         )
 
-    # ---- resume after preemption
-    _check_resume(cfg, report, nnodes=nnodes, save_freq=save_freq)
 
-    # ---- DAPO generation batching
-    if _get(cfg, "algorithm.filter_groups.enable", False):
-        gen = _get(cfg, "data.gen_batch_size")
-        if gen is not None and int(gen) != 1:
-            refuse(
-                Problem(
-                    "dapo-gen-batch",
-                    f"data.gen_batch_size={gen} is replaced by 1 when algorithm.filter_groups.enable is set "
-                    "(verl refills prompt by prompt and logs only a warning)",
-                    "remove data.gen_batch_size; the release's give-up budget is "
-                    "trainer.v1.medix.group_filter.max_filtered_groups",
-                    "verl/trainer/ppo/v1/trainer_base.py:_build_replay_buffer (gen_batch_size=1)",
-                )
-            )
-        if judge_verl and not rm.get("enable_resource_pool", False):
-            refuse(
-                Problem(
-                    "dapo-judge-pool",
-                    "DAPO group filtering needs the reward while sampling, which a colocated verl judge "
-                    "(reward.reward_model.enable_resource_pool=false) cannot give",
-                    "reward.reward_model.enable_resource_pool=true (JUDGE=verl does this) or JUDGE=server",
-                    "verl/trainer/ppo/v1/trainer_base.py:_resolve_filter_groups_metric (assert)",
-                )
-            )
+def _check_policy_context(f: Facts, report: Report) -> None:
+    max_model_len = _get(f.cfg, "actor_rollout_ref.rollout.max_model_len")
+    if _get(f.cfg, "actor_rollout_ref.rollout.name") not in ("vllm", "sglang"):
+        return
+    if max_model_len is None:
+        _refuse(
+            report,
+            "policy-max-model-len",
+            "actor_rollout_ref.rollout.max_model_len is null: vLLM then sizes the KV cache for the "
+            "model's whole context (128k-256k tokens) instead of prompt + response",
+            f"set actor_rollout_ref.rollout.max_model_len={f.seq_len} (the release batches {f.seq_len} tokens)",
+            "verl/workers/rollout/vllm_rollout/vllm_async_server.py (max_model_len = max_position_embeddings)",
+        )
+    elif int(max_model_len) < f.seq_len:
+        _refuse(
+            report,
+            "policy-max-model-len",
+            f"actor_rollout_ref.rollout.max_model_len {max_model_len} < prompt {f.prompt_len} + "
+            f"response {f.response_len}",
+            f"set actor_rollout_ref.rollout.max_model_len={f.seq_len}",
+            "vLLM rejects longer prompts with HTTP 400 during the rollout",
+        )
 
-    # ---- the judge
-    _check_judge(cfg, report, judge_verl=judge_verl, rm=rm, kwargs=kwargs, nnodes=nnodes, gpus=gpus)
 
-    _check_gdpo(cfg, report, kwargs)
+def _check_checkpoint_rotation(f: Facts, report: Report) -> None:
+    if f.save_freq > 0 and _get(f.cfg, "trainer.max_actor_ckpt_to_keep") is None:
+        _refuse(
+            report,
+            "checkpoint-rotation",
+            f"a checkpoint every {f.save_freq} steps and trainer.max_actor_ckpt_to_keep=null keeps every "
+            "one of them (optimizer state included) until the disk is full",
+            f"set trainer.max_actor_ckpt_to_keep={RELEASE_CKPT_TO_KEEP} (the release's save_limit)",
+            "verl/utils/checkpoint (no rotation when the limit is null)",
+        )
 
-    # ---- the layout, for the report
+
+def _check_dapo(f: Facts, report: Report) -> None:
+    if not _get(f.cfg, "algorithm.filter_groups.enable", False):
+        return
+    gen = _get(f.cfg, "data.gen_batch_size")
+    if gen is not None and int(gen) != 1:
+        _refuse(
+            report,
+            "dapo-gen-batch",
+            f"data.gen_batch_size={gen} is replaced by 1 when algorithm.filter_groups.enable is set "
+            "(verl refills prompt by prompt and logs only a warning)",
+            "remove data.gen_batch_size; the release's give-up budget is "
+            "trainer.v1.medix.group_filter.max_filtered_groups",
+            "verl/trainer/ppo/v1/trainer_base.py:_build_replay_buffer (gen_batch_size=1)",
+        )
+    if f.judge_verl and not f.judge_pool:
+        _refuse(
+            report,
+            "dapo-judge-pool",
+            "DAPO group filtering needs the reward while sampling, which a colocated verl judge "
+            "(reward.reward_model.enable_resource_pool=false) cannot give",
+            "reward.reward_model.enable_resource_pool=true (JUDGE=verl does this) or JUDGE=server",
+            "verl/trainer/ppo/v1/trainer_base.py:_resolve_filter_groups_metric (assert)",
+        )
+
+
+def _describe_layout(f: Facts, report: Report) -> None:
+    """The layout, for the report."""
+    dp, rm, kwargs = f.dp, f.rm, f.kwargs
     report.layout += [
-        ("nodes x training GPUs", f"{nnodes} x {gpus} (actor data-parallel {dp})"),
-        ("mini-batch", f"{mini} prompts x {n} = {samples_per_mini} samples ({samples_per_mini // (dp or 1)} per GPU)"),
-        ("rollout", f"{_get(cfg, 'actor_rollout_ref.rollout.name')} TP {tp}, max_model_len {max_model_len}"),
-        ("sequence", f"prompt {prompt_len} + response {response_len} = {seq_len} tokens"),
+        ("nodes x training GPUs", f"{f.nnodes} x {f.gpus} (actor data-parallel {dp})"),
+        (
+            "mini-batch",
+            f"{f.mini} prompts x {f.n} = {f.samples_per_mini} samples ({f.samples_per_mini // (dp or 1)} per GPU)",
+        ),
+        (
+            "rollout",
+            f"{_get(f.cfg, 'actor_rollout_ref.rollout.name')} TP {f.tp}, max_model_len "
+            f"{_get(f.cfg, 'actor_rollout_ref.rollout.max_model_len')}",
+        ),
+        ("sequence", f"prompt {f.prompt_len} + response {f.response_len} = {f.seq_len} tokens"),
     ]
-    if judge_verl:
+    if f.judge_verl:
         rm_roll = rm.get("rollout") or {}
         report.layout.append(
             (
@@ -310,9 +446,8 @@ def preflight(cfg, *, run_verl_validate: bool = True) -> Report:
         urls = _urls(kwargs.get("judge_url"))
         where = f"server at {urls[0]}" if len(urls) < 2 else f"{len(urls)} replicas at {', '.join(urls)} (least loaded)"
         report.layout.append(("judge", f"{where} ({kwargs.get('judge_model')})"))
-    ckpt = _get(cfg, "trainer.max_actor_ckpt_to_keep")
-    report.layout.append(("checkpoints", f"every {save_freq} steps, keep {ckpt}"))
-    return report
+    ckpt = _get(f.cfg, "trainer.max_actor_ckpt_to_keep")
+    report.layout.append(("checkpoints", f"every {f.save_freq} steps, keep {ckpt}"))
 
 
 #: filesystems every node of a cluster sees (network and parallel filesystems)
@@ -350,10 +485,12 @@ def is_shared_filesystem(fstype: str) -> bool:
     return fstype in SHARED_FILESYSTEMS or fstype.startswith(SHARED_FILESYSTEM_PREFIXES)
 
 
-def _check_resume(cfg, report: Report, *, nnodes: int, save_freq: int) -> None:
+def _check_resume(f: Facts, report: Report) -> None:
     """Whether a preempted run can resume: verl resumes from ``trainer.default_local_dir``
     (``resume_mode=auto``), where every training rank writes its own shard of each checkpoint."""
     import os
+
+    cfg, nnodes, save_freq = f.cfg, f.nnodes, f.save_freq
 
     mode = _get(cfg, "trainer.resume_mode", "auto")
     folder = os.path.abspath(str(_get(cfg, "trainer.default_local_dir", "checkpoints")))
@@ -388,12 +525,13 @@ def _check_resume(cfg, report: Report, *, nnodes: int, save_freq: int) -> None:
         )
 
 
-def _check_gdpo(cfg, report: Report, kwargs) -> None:
+def _check_gdpo(f: Facts, report: Report) -> None:
     """``algorithm.adv_estimator=gdpo``: its reward keys must be parts the reward preset produces
     (verl asserts each is in the batch at the first advantage, after a step's generation), and
     only the medix trainer puts them there (verl's v1 trainer passes ``uid`` alone)."""
     from . import gdpo
 
+    cfg, kwargs = f.cfg, f.kwargs
     algorithm = _get(cfg, "algorithm", {}) or {}
     if algorithm.get("adv_estimator") != gdpo.ESTIMATOR:
         return
@@ -470,7 +608,8 @@ def _urls(value) -> list[str]:
     return [str(u) for u in value or []]
 
 
-def _check_judge(cfg, report: Report, *, judge_verl: bool, rm, kwargs, nnodes: int, gpus: int) -> None:
+def _check_judge(f: Facts, report: Report) -> None:
+    cfg, judge_verl, rm, kwargs, nnodes, gpus = f.cfg, f.judge_verl, f.rm, f.kwargs, f.nnodes, f.gpus
     refuse = report.refusals.append
     judge_url = kwargs.get("judge_url")
     judge_model = kwargs.get("judge_model")
@@ -579,6 +718,26 @@ def _check_judge(cfg, report: Report, *, judge_verl: bool, rm, kwargs, nnodes: i
                 "request's length with the judge's tokenizer, does not send those, scores them 0 as the "
                 "release did and counts them as reward/judge_overlength_rate, not as judge errors"
             )
+
+
+#: the preflight, in order: every path that starts training runs this list (the recipes through
+#: ``compose``, ``DRY_RUN=1``, the tiny CPU run, the rehearsal, ``medix-verl preflight``)
+CHECKS: list[Check] = [
+    Check("training-gpus", _check_training_gpus, "verl/single_controller/ray/base.py", gate=True),
+    Check("ignored-keys", _check_ignored_keys, "verl/experimental/reward_loop", config=True),
+    Check("trainer-settings", _check_trainer_settings, "medix_verl/verl/trainer.py", config=True),
+    Check("verl-validate-config", _check_verl_validate, "verl/utils/config.py:validate_config"),
+    Check("actor-data-parallel", _check_actor_data_parallel, "verl/workers/engine_workers.py:train_mini_batch"),
+    Check("mini-batches", _check_mini_batches, "verl/trainer/ppo/v1/trainer_base.py:_update_actor"),
+    Check("rollout-replicas", _check_rollout_replicas, "verl/workers/rollout/replica.py:RolloutReplica"),
+    Check("batch-tokens", _check_batch_tokens, "verl/utils/seqlen_balancing.py, verl/workers/engine_workers.py"),
+    Check("policy-context", _check_policy_context, "verl/workers/rollout/vllm_rollout/vllm_async_server.py"),
+    Check("checkpoint-rotation", _check_checkpoint_rotation, "verl/utils/checkpoint"),
+    Check("resume", _check_resume, "verl/trainer/ppo/v1/trainer_base.py:_save_checkpoint / _load_checkpoint"),
+    Check("dapo", _check_dapo, "verl/trainer/ppo/v1/trainer_base.py:_build_replay_buffer"),
+    Check("judge", _check_judge, "verl/experimental/reward_loop/reward_model.py, medix_verl/clients/pool.py"),
+    Check("gdpo", _check_gdpo, "verl/trainer/ppo/core_algos.py:compute_gdpo_outcome_advantage"),
+]
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,8 @@
-"""The ``medix`` trainer: verl 0.9.1's synchronous v1 PPO trainer plus two things MediX-R1 needs,
-added through verl's trainer registry (``trainer.v1.trainer_mode=medix``), without forking verl.
-Written for verl 0.9.1: what it overrides of verl's private classes is checked when it registers
-(:mod:`medix_verl.verl.patching`).
+"""The ``medix`` trainer: verl 0.9.1's synchronous v1 PPO trainer plus what MediX-R1 needs, added
+through verl's trainer registry (``trainer.v1.trainer_mode=medix``), without forking verl. This
+module holds its settings and the functions it is made of (no verl import); the classes are in
+:mod:`medix_verl.verl.medix_trainer`, which checks what it overrides of verl's private classes
+when it registers (:mod:`medix_verl.verl.patching`).
 
 1. Per-part reward metrics at every training step. verl logs only the total score while training
    (its issue #2115); this logs the mean of every part of the composite (``reward/score/mean``,
@@ -50,24 +51,15 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 
-from reward_fns import GATES
-
-from . import gdpo
-from .faults import first_fault, judge_stats, open_fault_box
+from .faults import first_fault
 from .metrics import (
     PREFIX,
     as_number,
-    group_spread_metrics,
-    replica_metrics,
-    reward_part_metrics,
-    shadow_metrics,
 )
-from .patching import require, require_params
 
 TRAINER_NAME = "medix"
 RULES = ("verl", "mean_band")
@@ -109,6 +101,13 @@ def group_filter_settings(config) -> dict:
             f"trainer.v1.medix.group_filter.on_exhausted must be one of {ON_EXHAUSTED}, got {out['on_exhausted']!r}"
         )
     return out
+
+
+#: the mean band filters groups inside verl's DAPO filter, which only runs with filter_groups on
+MEAN_BAND_NEEDS = (
+    "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true "
+    "and algorithm.filter_groups.metric=score"
+)
 
 
 HACK_ALARM_DEFAULTS = {"threshold": 0.2, "steps": 3, "stop": False}
@@ -235,34 +234,6 @@ def load_state(folder: str) -> dict | None:
         return json.load(f)
 
 
-def mask_rows(compute, rows: list[int]):
-    """``compute`` (verl's advantage function) without ``rows``: it runs on the other rows only
-    (so a masked row is in no group's baseline, in no GDPO part's normalisation and in no batch
-    whitening), and the masked rows get advantages and returns of 0."""
-    import torch
-
-    drop = set(rows)
-
-    def masked(data, *args, **kwargs):
-        keep = [i for i in range(len(data)) if i not in drop]
-        if "batch_keys" in kwargs:
-            kwargs = {**kwargs, "batch_keys": [kwargs["batch_keys"][i] for i in keep]}
-        mask = data.batch["response_mask"]
-        advantages = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-        returns = torch.zeros_like(advantages)
-        if keep:
-            out = compute(data.select_idxs(keep), *args, **kwargs)
-            advantages = advantages.to(out.batch["advantages"].dtype)
-            returns = returns.to(out.batch["returns"].dtype)
-            advantages[keep] = out.batch["advantages"]
-            returns[keep] = out.batch["returns"]
-        data.batch["advantages"] = advantages
-        data.batch["returns"] = returns
-        return data
-
-    return masked
-
-
 def gdpo_parts(infos, gdpo_keys, batch_keys) -> dict:
     """Each GDPO reward key's per-sample values, from the reward's per-sample results, as the
     arrays verl's GDPO reads from ``non_tensor_batch``. A sample without one is an error naming it
@@ -340,290 +311,11 @@ def _extra_infos(keys, partition_id):
     return infos
 
 
-#: what the subclasses below override or read of verl's private v1 trainer and replay buffer
-_BUFFER_NEEDS = ("sample", "_dapo_filtered_keys", "_metrics_prefix")
-_BUFFER_STATE = ("_dapo_classification_cache", "finished_keys", "partitions", "filter_groups_metric")
-_BUFFER_ARGS = (
-    "trainer_mode",
-    "trainer_config",
-    "max_off_policy_threshold",
-    "max_off_policy_strategy",
-    "sampler_kwargs",
-    "refill_fn",
-    "filter_groups_metric",
-    "sync_refill_failed_groups",
-    "train_batch_size",
-    "gen_batch_size",
-    "max_inflight_gen_batches",
-)
-_TRAINER_NEEDS = (
-    "_build_replay_buffer",
-    "_compute_metrics",
-    "_compute_advantage",
-    "_save_checkpoint",
-    "_load_checkpoint",
-    "on_step_end",
-)
-
-
-def _build_classes():
-    import verl.trainer.ppo.v1.trainer_base as trainer_base
-    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
-    from verl.trainer.ppo.v1.trainer_base import register_trainer
-    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-
-    patch = "medix trainer"
-    # _compute_advantage calls this module-level function: masking wraps it for one call
-    require(trainer_base, ["compute_advantage_for_multi_trajectories"], patch=patch)
-    require(ReplayBuffer, _BUFFER_NEEDS, patch=patch)
-    require_params(ReplayBuffer.__init__, _BUFFER_ARGS, patch=patch)
-    require(PPOTrainerSync, _TRAINER_NEEDS, patch=patch)
-
-    class MeanBandReplayBuffer(ReplayBuffer):
-        """verl's synchronous replay buffer with the release's DAPO group rule."""
-
-        def __init__(self, *args, band: dict, **kwargs):
-            super().__init__(*args, **kwargs)
-            require(self, _BUFFER_STATE, patch="medix trainer's mean-band replay buffer")
-            self.band = band
-            self._filtered_this_step = 0
-            self._step = None
-
-        def _exhausted(self) -> bool:
-            return self._filtered_this_step > self.band["max_filtered_groups"]
-
-        def sample(self, global_steps, partition_id, batch_size):
-            self._filtered_this_step = 0
-            self._step = global_steps
-            batch, metrics = super().sample(global_steps, partition_id, batch_size)
-            if partition_id != "val":
-                prefix = self._metrics_prefix(partition_id)
-                metrics[f"{prefix}/filter_groups/mean_band_filtered_groups"] = self._filtered_this_step
-                metrics[f"{prefix}/filter_groups/mean_band_gave_up"] = float(self._exhausted())
-            return batch, metrics
-
-        def _dapo_filtered_keys(self, partition_id):
-            if partition_id == "val" or self.filter_groups_metric is None:
-                return set(), Counter()
-            cache = self._dapo_classification_cache[partition_id]
-            finished = self.finished_keys[partition_id]
-            for uid in list(cache.keys() - finished):
-                del cache[uid]
-            new = finished - cache.keys()
-            if new and self._exhausted():
-                if self.band["on_exhausted"] == "stop":
-                    # the release's ray_trainer raises here ("Generated too many. Please check your data.")
-                    raise RuntimeError(
-                        f"DAPO mean-band filter: {self._filtered_this_step} groups dropped in step {self._step}, "
-                        f"more than max_filtered_groups={self.band['max_filtered_groups']} (the release's 20 "
-                        "generation batches of 128 prompts). Generated too many: check the data and the judge "
-                        "(reward/judge_error_rate), or set trainer.v1.medix.group_filter.on_exhausted=keep"
-                    )
-                # opt-in: keep what comes for the rest of the step
-                for uid in new:
-                    cache[uid] = None
-                new = set()
-            keys = [key for key in self.partitions[partition_id] if _group(key) in new]
-            values = defaultdict(list)
-            for key, info in zip(keys, _extra_infos(keys, partition_id), strict=True):
-                metric = self.filter_groups_metric
-                if metric not in info:
-                    raise RuntimeError(
-                        f"trajectory {key} has no reward metric {metric!r} for the mean-band group filter "
-                        f"(its reward_extra_info keys: {sorted(info)})"
-                    )
-                values[_group(key)].append(float(info[metric]))
-            for uid in new:
-                if not values[uid]:
-                    raise RuntimeError(f"finished group {uid} has no trajectories to filter on")
-                mean = float(np.mean(values[uid]))
-                filtered = not keep_group(values[uid], self.band["low"], self.band["high"])
-                cache[uid] = round(mean, 4) if filtered else None
-                self._filtered_this_step += int(filtered)
-            dropped = {uid: v for uid, v in cache.items() if v is not None}
-            return set(dropped), Counter(dropped.values())
-
-    @register_trainer(TRAINER_NAME)
-    class MedixTrainer(PPOTrainerSync):
-        """verl's synchronous v1 trainer with per-part reward metrics and the release's group rule."""
-
-        def _build_replay_buffer(self):
-            self.trainer_mode = "sync"  # everything else behaves exactly as verl's sync trainer
-            band = group_filter_settings(self.config)
-            self._fault_box = open_fault_box()  # the reward reports a dead judge here
-            # verl's builder resolves every argument (DAPO metric, batch sizes, refill); the band
-            # rule rebuilds the buffer as our subclass with the same arguments
-            buffer = super()._build_replay_buffer()
-            buffer.refill_fn = stop_on_reward_fault(buffer.refill_fn)
-            buffer.sample = stop_on_reward_fault(buffer.sample)
-            if band["rule"] != "mean_band":
-                return buffer
-            if buffer.filter_groups_metric is None:
-                raise ValueError(
-                    "trainer.v1.medix.group_filter.rule=mean_band needs algorithm.filter_groups.enable=true "
-                    "and algorithm.filter_groups.metric=score"
-                )
-            banded = MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
-            banded.sample = stop_on_reward_fault(banded.sample)
-            return banded
-
-        # ---------------------------------------------------------------- preemption
-        def _totals(self) -> Counter:
-            if not hasattr(self, "_medix_totals"):
-                self._medix_totals = Counter(dict.fromkeys(TOTALS, 0))
-            return self._medix_totals
-
-        def _save_checkpoint(self):
-            # the state first: verl marks a checkpoint complete (latest_checkpointed_iteration.txt)
-            # only after its own parts are written, so a complete checkpoint always has it
-            folder = os.path.join(checkpoint_root(self.config), f"global_step_{self.global_steps}")
-            save_state(folder, self.global_steps, self._totals())
-            super()._save_checkpoint()
-            self._medix_saved_step = self.global_steps
-
-        def _load_checkpoint(self):
-            super()._load_checkpoint()
-            totals = self._totals()
-            stop = stop_file(self.config)
-            if os.path.exists(stop):
-                os.remove(stop)
-                print(f"[medix trainer] removed a stop request left from an earlier attempt: {stop}", flush=True)
-            if not self.global_steps:
-                return
-            if self.config.trainer.resume_mode == "resume_path":
-                folder = os.path.abspath(self.config.trainer.resume_from_path)
-            else:
-                folder = os.path.join(checkpoint_root(self.config), f"global_step_{self.global_steps}")
-            state = load_state(folder)
-            if state is None:
-                print(
-                    f"[medix trainer] WARNING: resumed at step {self.global_steps} from {folder}, which has no "
-                    f"{STATE_FILE}: the run's cumulative counts (reward/total/*) start at 0",
-                    flush=True,
-                )
-            else:
-                totals.update({k: int(v) for k, v in state["totals"].items()})
-                print(
-                    f"[medix trainer] resumed at step {self.global_steps}: cumulative counts restored from "
-                    f"{folder}/{STATE_FILE} ({dict(totals)}); per-step counts, the reward's judge error-rate "
-                    "window and its fault box start empty",
-                    flush=True,
-                )
-
-        def on_step_end(self):
-            hack = getattr(self, "_medix_hack_stop", None)
-            if hack is not None:
-                if getattr(self, "_medix_saved_step", None) != self.global_steps:
-                    self._save_checkpoint()
-                raise RuntimeError(f"{hack} (checkpoint global_step_{self.global_steps} saved)")
-            stop = stop_file(self.config)
-            if os.path.exists(stop):
-                if getattr(self, "_medix_saved_step", None) != self.global_steps:
-                    self._save_checkpoint()
-                os.remove(stop)
-                print(
-                    f"[medix trainer] stop requested ({stop}): checkpoint global_step_{self.global_steps} saved; "
-                    "stopping after this step (the same command resumes)",
-                    flush=True,
-                )
-                self.total_training_steps = self.global_steps  # verl's loop ends after this step
-            super().on_step_end()
-
-        # ---------------------------------------------------------------- advantage
-        def _count_step(self, infos, masked: int, metrics) -> None:
-            """The step's part of the run's totals (counted before the step's checkpoint)."""
-            totals = self._totals()
-            totals["samples"] += len(infos)
-            totals["judge_errors"] += sum(as_number(info.get("judge_error")) == 1.0 for info in infos)
-            totals["judge_error_masked"] += masked
-            for key, value in metrics.items():
-                if key.endswith("/filter_groups/mean_band_filtered_groups"):
-                    totals["mean_band_filtered_groups"] += int(value)
-                elif key.endswith("/filter_groups/mean_band_gave_up"):
-                    totals["mean_band_gave_up_steps"] += int(value)
-
-        def _compute_advantage(self, batch, metrics):
-            keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
-            infos = _extra_infos(batch.keys, batch.partition_id)
-            real = set(keys)
-            masking = judge_error_policy(self.config) == "mask"
-            rows = [i for i, info in enumerate(infos) if as_number(info.get("judge_error")) == 1.0] if masking else []
-            if masking:
-                metrics[f"{PREFIX}/judge_error_masked"] = len(rows)
-            self._count_step([i for k, i in zip(batch.keys, infos) if k in real], len(rows), metrics)
-            compute = original = trainer_base.compute_advantage_for_multi_trajectories
-            if rows:
-                compute = mask_rows(compute, rows)
-            if self.config.algorithm.adv_estimator == gdpo.ESTIMATOR:
-                gdpo_keys = list(self.config.algorithm.get("gdpo_reward_keys") or [])
-                if not gdpo_keys:
-                    raise ValueError(
-                        "algorithm.adv_estimator=gdpo needs algorithm.gdpo_reward_keys: ADV=gdpo on the recipe sets "
-                        "the reward preset's parts and weights (python -m medix_verl.verl.gdpo PRESET prints them)"
-                    )
-                parts = gdpo_parts(infos, gdpo_keys, batch.keys)
-                for key, values in parts.items():
-                    real_values = [v for k, v in zip(batch.keys, values) if k in real]
-                    metrics[f"gdpo/{key}/mean"] = float(np.mean(real_values))
-                    metrics[f"gdpo/{key}/std"] = float(np.std(real_values))
-                compute = gdpo.with_parts(compute, parts)
-            if compute is original:
-                return super()._compute_advantage(batch, metrics)
-            trainer_base.compute_advantage_for_multi_trajectories = compute
-            try:
-                return super()._compute_advantage(batch, metrics)
-            finally:
-                trainer_base.compute_advantage_for_multi_trajectories = original
-
-        def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
-            super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
-            keys = [k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
-            infos = _extra_infos(keys, batch.partition_id)
-            metrics.update(reward_part_metrics(infos))
-            metrics.update(shadow_metrics(infos, GATES))
-            self._watch_for_hacks(global_steps, metrics, infos)
-            scores = defaultdict(list)
-            for key, info in zip(keys, infos, strict=True):
-                if (score := as_number(info.get("score"))) is not None:
-                    scores[_group(key)].append(score)
-            metrics.update(group_spread_metrics(scores))
-            metrics.update({f"{PREFIX}/total/{k}": v for k, v in self._totals().items()})
-            self._log_judge_replicas(metrics)
-
-        def _watch_for_hacks(self, step, metrics, infos) -> None:
-            if not hasattr(self, "_hack_alarm"):
-                self._hack_alarm = HackAlarm(**hack_alarm_settings(self.config))
-            message = self._hack_alarm.observe(step, metrics, infos)
-            if message is None:
-                return
-            print(f"[medix trainer] WARNING: {message}", flush=True)
-            warnings.warn(message, RuntimeWarning, stacklevel=1)
-            if self._hack_alarm.stop:
-                self._medix_hack_stop = message
-
-        def _log_judge_replicas(self, metrics) -> None:
-            """``judge/replica/<i>/...`` from the reward workers' judge clients; the URLs once."""
-            stats = judge_stats()
-            if not stats:
-                return
-            step, self._replica_totals = replica_metrics(stats, getattr(self, "_replica_totals", None))
-            metrics.update(step)
-            if not getattr(self, "_replica_urls_logged", False):
-                for i, t in sorted(self._replica_totals.items()):
-                    print(f"[medix trainer] judge/replica/{i}: {t['url']}", flush=True)
-                self._replica_urls_logged = True
-
-    return MedixTrainer, MeanBandReplayBuffer
-
-
-_classes = None
-
-
 def register():
-    """Register the ``medix`` trainer with verl (idempotent); returns (trainer, replay buffer) classes."""
-    global _classes
+    """Register the ``medix`` trainer with verl (idempotent); returns (trainer, replay buffer) classes.
+    The classes live in :mod:`medix_verl.verl.medix_trainer`, which imports verl's trainer."""
     import verl  # noqa: F401  (importing verl loads its plugins, ours included, which registers first)
 
-    if _classes is None:
-        _classes = _build_classes()
-    return _classes
+    from . import medix_trainer
+
+    return medix_trainer.MedixTrainer, medix_trainer.MeanBandReplayBuffer
