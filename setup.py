@@ -45,6 +45,6 @@ setup(
     },
     entry_points={
         "console_scripts": ["medix-verl=medix_verl.cli:main"],
-        "verl.plugins": ["medix_verl=medix_verl.verl.plugin"],
+        "verl.plugins": ["medix_verl=medix_verl.integration.plugin"],
     },
 )

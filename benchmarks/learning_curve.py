@@ -6,7 +6,7 @@
 
 What runs: verl's ``main_ppo`` with the ``medix`` trainer on the CPU backend
 (``recipes/medix_r1_tiny_cpu.sh``, :mod:`medix_verl.devkit.tiny_run`), the composite reward with
-the paper preset and MiniLM as the embedder, on the ``organs`` task
+the release preset and MiniLM as the embedder, on the ``organs`` task
 (:func:`medix_verl.devkit.synthetic.make_learnable_rows`): "Which organ filters the blood to make
 urine?", with a drawn ultrasound study; the reference is ``<ULTRASOUND> Kidney``. The tiny
 Qwen2.5-VL is warm-started on the output format with answers drawn at random from four organs,
@@ -27,7 +27,7 @@ fail (HTTP 500, no retries, so each failed call is a judge error of its sample):
 did answer (``reward/judged/*``), where a fault says nothing about the answer.
 
 ``--compare grpo,gdpo``: GRPO on the summed score (the paper's) beside verl's GDPO over the
-paper preset's parts with their weights (``ADV=gdpo``, opt-in).
+release preset's parts with their weights (``ADV=gdpo``, opt-in).
 
 Writes ``W/<curve>/`` (each a tiny-run workdir: ``verl_metrics.jsonl``, ``metrics.jsonl``,
 checkpoints), ``W/learning.json`` (per-step means, first third vs last third, a one-sided
@@ -54,7 +54,7 @@ CURVES = ("mask", "score", "grpo", "gdpo")
 
 def curve_overrides(name: str) -> list[str]:
     """What a curve changes: the judge-error policy, or the advantage estimator (``gdpo``: verl's
-    GDPO over the paper preset's parts, as ``ADV=gdpo`` sets it; ``grpo``: the recipes' default).
+    GDPO over the release preset's parts, as ``ADV=gdpo`` sets it; ``grpo``: the recipes' default).
 
     >>> curve_overrides("score"), curve_overrides("grpo")
     (['trainer.v1.medix.judge_errors=score'], [])
@@ -64,9 +64,9 @@ def curve_overrides(name: str) -> list[str]:
     if name in ("mask", "score"):
         return [f"trainer.v1.medix.judge_errors={name}"]
     if name == "gdpo":
-        from medix_verl.verl.gdpo import overrides
+        from medix_verl.integration.gdpo import overrides
 
-        return overrides("paper")
+        return overrides("release")
     return []
 
 
@@ -132,7 +132,7 @@ def run_curve(name: str, args, base: Path, judge_url: str, overrides: list[str])
         "--",
         *overrides,
     ]
-    log(f"curve {name}: {args.steps} GRPO steps ({' '.join(overrides) or 'paper preset, defaults'})")
+    log(f"curve {name}: {args.steps} GRPO steps ({' '.join(overrides) or 'release preset, defaults'})")
     t = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (workdir / "tiny_run.log").write_text(proc.stdout + proc.stderr)

@@ -1,6 +1,6 @@
 """The reward stage on the path users run, against its ceiling measured in the same run.
 
-A step's worth of GRPO rollouts (512 prompts x 5) is scored with the `paper` preset against one
+A step's worth of GRPO rollouts (512 prompts x 5) is scored with the `release` preset against one
 loopback judge in another process (fixed service time, a concurrency cap: capacity = cap /
 service time) whose `/v1/embeddings` answers instantly, so the judge is the only limit. The
 ceiling: a bare aiohttp client sending the same number of requests at the same concurrency to the
@@ -123,7 +123,7 @@ def reward_loop_rate(url: str, rows: list[dict], concurrency: int, tmp: Path) ->
     kw = "reward.custom_reward_function.reward_kwargs"
     overrides = [
         f"actor_rollout_ref.model.path={tmp / 'tok'}",
-        "reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn",
+        "reward.custom_reward_function.path=pkg://medix_verl.integration.reward_fn",
         "reward.custom_reward_function.name=compute_score",
         "reward.reward_manager.name=medix",
         *(f"+{kw}.{k}={v}" for k, v in settings_kwargs(url, concurrency).items()),

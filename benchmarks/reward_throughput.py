@@ -2,7 +2,7 @@
 pairwise embedding.
 
 Judge: 512 prompts x 5 rollouts (GRPO-shaped: rollouts of a prompt repeat some answers) scored by
-the paper preset against a fake OpenAI server in another process with a fixed service time and a
+the release preset against a fake OpenAI server in another process with a fixed service time and a
 concurrency cap, so its capacity is exactly cap / service_time requests/s. Printed: requests/s
 achieved as a ratio of that capacity, and the speed-up over one-request-at-a-time scoring.
 
@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from medix_verl.clients.chat import ChatClient  # noqa: E402
-from reward_fns import PAPER, ROUTE_MODEL, prepare  # noqa: E402
+from reward_fns import RELEASE, ROUTE_MODEL, prepare  # noqa: E402
 
 FINDINGS = [
     "pneumothorax",
@@ -90,7 +90,7 @@ async def judge_stage(url, samples, concurrency, cache):
     started = time.perf_counter()
     try:
         replies = await asyncio.gather(
-            *(client.complete(PAPER.judge_messages(s.answer, s.reference), PAPER.judge_params) for s in samples)
+            *(client.complete(RELEASE.judge_messages(s.answer, s.reference), RELEASE.judge_params) for s in samples)
         )
     finally:
         await client.aclose()
@@ -99,7 +99,7 @@ async def judge_stage(url, samples, concurrency, cache):
 
 def bench_judge(args):
     rows = make_rollouts(args.prompts, args.n)
-    samples = [prepare(r, g, PAPER) for r, g in rows]
+    samples = [prepare(r, g, RELEASE) for r, g in rows]
     model_samples = [s for s in samples if s.route == ROUTE_MODEL]
     capacity = args.capacity / args.service_time
     proc, url = start_server(args.service_time, args.capacity)

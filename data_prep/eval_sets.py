@@ -430,17 +430,9 @@ def main(argv=None) -> int:
         return 0
     if not (args.task and args.input and args.output):
         parser.error("--task, --input and --output are required")
+    options = {"image_root": args.image_root, "limit": args.limit, "progress": not args.quiet}
     return run_cli(
-        "data_prep.eval_sets",
-        args.output,
-        lambda: convert_task(
-            args.task,
-            args.input,
-            args.output,
-            image_root=args.image_root,
-            limit=args.limit,
-            progress=not args.quiet,
-        ),
+        "data_prep.eval_sets", args.output, lambda: convert_task(args.task, args.input, args.output, **options)
     )
 
 

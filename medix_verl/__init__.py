@@ -6,7 +6,7 @@ list down (a room may import the rooms below it, never above):
 * :mod:`medix_verl.devkit`: what lets the whole pipeline run on a CPU (CPU backend for verl, tiny
   run, tiny offline models, synthetic data, local and fake judges). Loaded only when asked for
   (``VERL_PLATFORM=cpu``, the tiny recipe, tests); nothing below imports it.
-* :mod:`medix_verl.verl`: everything that imports verl (the ``verl.plugins`` entry point, reward
+* :mod:`medix_verl.integration`: everything that imports verl (the ``verl.plugins`` entry point, reward
   manager, ``compute_score`` entry, trainer, step metrics, dataset class, compat fixes, config
   composition and the hydra configs).
 * :mod:`medix_verl.eval`: the evaluation (runner, judge protocol, reports).

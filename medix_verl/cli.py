@@ -45,21 +45,54 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
-    from .reward.scorer import MedixScorer
+def _reward_settings(args: argparse.Namespace, command: str):
+    """The reward settings of the command's options, or None after saying what is wrong."""
     from .reward.settings import RewardSettings, kwargs_from_args
 
+    try:
+        return RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"medix-verl {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _scorer(args: argparse.Namespace, command: str):
+    """A ``MedixScorer`` with the command's reward options, or None after saying what is wrong."""
+    from .reward.scorer import MedixScorer
+
+    settings = _reward_settings(args, command)
+    return None if settings is None else MedixScorer(settings)
+
+
+def _score_rows(scorer, rows: list[dict], command: str, **options):
+    """``scorer.score_many(rows, **options)`` after checking the judge's replicas, the scorer closed
+    after: (the results, 0), or (None, the exit status) after saying which service failed."""
+
+    async def run():
+        try:
+            await check_judge_replicas(scorer.judge, f"medix-verl {command}")
+            return await scorer.score_many(rows, **options)
+        finally:
+            await scorer.aclose()
+
+    try:
+        return asyncio.run(run()), 0
+    except ServerUnavailableError as exc:
+        print(f"medix-verl {command}: judge failed: {exc}", file=sys.stderr)
+        return None, EXIT_JUDGE
+    except EmbedderError as exc:
+        print(f"medix-verl {command}: embedder failed: {exc}", file=sys.stderr)
+        return None, EXIT_EMBED
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
     try:
         rows = read_rows(Path(args.input))
     except InputError as exc:
         print(f"medix-verl score: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        settings = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"medix-verl score: {exc}", file=sys.stderr)
+    if (scorer := _scorer(args, "score")) is None:
         return EXIT_BAD_INPUT
-    scorer = MedixScorer(settings)
     started = time.perf_counter()
 
     progress = None
@@ -68,24 +101,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         progress = tqdm(total=len(rows), desc="scoring", unit="row", file=sys.stderr, disable=None)
 
-    async def run():
-        try:
-            await check_judge_replicas(scorer.judge, "medix-verl score")
-            return await scorer.score_many(rows, on_done=(progress.update if progress else None))
-        finally:
-            await scorer.aclose()
-
     try:
-        results = asyncio.run(run())
-    except ServerUnavailableError as exc:
-        print(f"medix-verl score: judge failed: {exc}", file=sys.stderr)
-        return EXIT_JUDGE
-    except EmbedderError as exc:
-        print(f"medix-verl score: embedder failed: {exc}", file=sys.stderr)
-        return EXIT_EMBED
+        results, failed = _score_rows(scorer, rows, "score", on_done=(progress.update if progress else None))
     finally:
         if progress is not None:
             progress.close()
+    if failed:
+        return failed
     elapsed = time.perf_counter() - started
 
     out = Path(args.output)
@@ -101,8 +123,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .reward.audit import audit_record, read_audit_rows, summarize, table
-    from .reward.scorer import MedixScorer
-    from .reward.settings import RewardSettings, kwargs_from_args
 
     try:
         rows = read_audit_rows(args.input)
@@ -112,29 +132,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.fail_above is not None and not 0.0 <= args.fail_above <= 1.0:
         print(f"medix-verl audit: --fail-above must be a rate in [0, 1], got {args.fail_above}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        settings = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"medix-verl audit: {exc}", file=sys.stderr)
+    if (scorer := _scorer(args, "audit")) is None:
         return EXIT_BAD_INPUT
-    scorer = MedixScorer(settings)
-
-    async def run():
-        try:
-            await check_judge_replicas(scorer.judge, "medix-verl audit")
-            return await scorer.score_many(rows, detailed=True)
-        finally:
-            await scorer.aclose()
-
-    started = time.perf_counter()
-    try:
-        scored = asyncio.run(run())
-    except ServerUnavailableError as exc:
-        print(f"medix-verl audit: judge failed: {exc}", file=sys.stderr)
-        return EXIT_JUDGE
-    except EmbedderError as exc:
-        print(f"medix-verl audit: embedder failed: {exc}", file=sys.stderr)
-        return EXIT_EMBED
+    started, settings = time.perf_counter(), scorer.settings
+    scored, failed = _score_rows(scorer, rows, "audit", detailed=True)
+    if failed:
+        return failed
     records = [
         audit_record(row, result, sample, settings.max_answer_chars)
         for row, (result, sample) in zip(rows, scored, strict=True)
@@ -209,17 +212,13 @@ def _print_summary(scorer, n: int, elapsed: float) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .clients.embedder import LocalEmbedder, RemoteEmbedder
     from .reward.calibrate import DEFAULT_PAIRS, calibrate, read_pairs, report
-    from .reward.settings import RewardSettings, kwargs_from_args
 
     try:
         pairs = read_pairs(args.pairs or DEFAULT_PAIRS)
     except (OSError, ValueError) as exc:
         print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        cfg = RewardSettings.from_kwargs(kwargs_from_args(args), where="option")
-    except ValueError as exc:
-        print(f"medix-verl calibrate-embed: {exc}", file=sys.stderr)
+    if (cfg := _reward_settings(args, "calibrate-embed")) is None:
         return EXIT_BAD_INPUT
     model = cfg.embed_model
     if cfg.embed_url:
@@ -354,26 +353,23 @@ def _add_judging_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
 
 
+#: the options of ``eval`` and ``eval-series`` that go into ``EvalConfig`` as they are
+_SHARED_EVAL_OPTIONS = (
+    "tasks judge_url judge_model max_concurrency rounds system_prompt limit timeout judge_timeout protocol "
+    "force_think max_failure_rate"
+).split()
+
+
 def _eval_config(args: argparse.Namespace, **own):
     """An ``EvalConfig`` from the options ``eval`` and ``eval-series`` share
     (:func:`_add_judging_arguments`) and the API keys, plus the command's ``own`` fields."""
     from .eval.runner import EvalConfig
 
+    shared = {name: getattr(args, name) for name in _SHARED_EVAL_OPTIONS}
     return EvalConfig(
-        tasks=args.tasks,
+        **shared,
         data_dir=Path(args.data_dir),
-        judge_url=args.judge_url,
-        judge_model=args.judge_model,
         output=Path(args.output),
-        max_concurrency=args.max_concurrency,
-        rounds=args.rounds,
-        system_prompt=args.system_prompt,
-        limit=args.limit,
-        timeout=args.timeout,
-        judge_timeout=args.judge_timeout,
-        protocol=args.protocol,
-        force_think=args.force_think,
-        max_failure_rate=args.max_failure_rate,
         model_api_key=os.environ.get("MEDIX_MODEL_API_KEY") or None,
         judge_api_key=os.environ.get("MEDIX_JUDGE_API_KEY") or None,
         **own,

@@ -6,12 +6,12 @@
 * :mod:`.prompts`: the release's training prompt;
 * :mod:`.parts`: the registry of named parts (custom parts register here);
 * :mod:`.weights`: weight trees and their combination into one score;
-* :mod:`.presets`: ``paper`` and ``robust``;
+* :mod:`.presets`: ``release`` (as published; formerly ``paper``) and ``robust``;
 * :mod:`.composite`: one sample through a preset.
 
 Import what you need from here::
 
-    from reward_fns import prepare, PAPER, combine, reward_part
+    from reward_fns import prepare, RELEASE, combine, reward_part
 """
 
 from .composite import (
@@ -27,7 +27,7 @@ from .composite import (
 )
 from .judge_prompt import PAPER_JUDGE_PARAMS, PAPER_JUDGE_TEMPLATE, paper_judge_messages
 from .parts import BUILTIN_PARTS, RESULT_KEYS, check_parts_known, evaluate_part, registered_parts, reward_part
-from .presets import PAPER, PRESETS, ROBUST, Preset, get_preset
+from .presets import PAPER, PRESET_ALIASES, PRESETS, RELEASE, ROBUST, Preset, get_preset, preset_name
 from .prompts import IMAGE_PLACEHOLDER, MEDIX_PROMPT_HEAD, medix_prompt
 from .robust import GATES, fence, gate_answer, robust_format_reward, robust_judge_messages
 from .rules import (
@@ -57,6 +57,9 @@ __all__ = [
     "PAPER_JUDGE_TEMPLATE",
     "PAPER_WEIGHTS",
     "PRESETS",
+    "PRESET_ALIASES",
+    "RELEASE",
+    "preset_name",
     "PreparedSample",
     "Preset",
     "RESULT_KEYS",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from . import rules
-from .presets import PAPER, Preset
+from .presets import RELEASE, Preset
 from .robust import DEFAULT_MAX_ANSWER_CHARS, gate_answer
 from .weights import PAPER_WEIGHTS, WeightTree, combine
 
@@ -42,7 +42,7 @@ class PreparedSample:
 def prepare(
     response: str,
     ground_truth: str,
-    preset: Preset = PAPER,
+    preset: Preset = RELEASE,
     *,
     data_source: Union[str, None] = None,
     question: Union[str, None] = None,

@@ -1,7 +1,14 @@
 """Presets: complete reward definitions (rules, judge request, verdict, weights).
 
-* ``paper``: the published MediX-R1 reward, rule for rule (the default);
+* ``release``: the published MediX-R1 reward, rule for rule (the default); ``paper``, its name
+  before, still works and warns;
 * ``robust``: opt-in hardening for when a policy starts gaming the judge.
+
+"As released" is one word across the project: the ``release`` preset, the ``release`` judge
+protocol of the evaluation, ``release`` in the docs and the CLI.
+
+>>> get_preset("release").name
+'release'
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ class Preset:
     #: how many times an unparseable verdict is asked again before it counts as a judge error
     verdict_retries: int = 0
     #: a ground truth without ``>`` has no tag; the release then compares the modality with the
-    #: whole ground truth plus ``">"`` (``split(">", 1)[0] + ">"``): ``paper`` does the same
+    #: whole ground truth plus ``">"`` (``split(">", 1)[0] + ">"``): ``release`` does the same
     tagless_modality_as_released: bool = False
 
     def __post_init__(self):
@@ -53,8 +60,8 @@ class Preset:
         return tuple(f"gate_{g}" for g in _robust.GATES) if self.gate is not None else ()
 
 
-PAPER = Preset(
-    name="paper",
+RELEASE = Preset(
+    name="release",
     description="The published MediX-R1 reward, rule for rule (spec section 4).",
     format_reward=rules.paper_format_reward,
     verdict=rules.paper_verdict,
@@ -82,11 +89,30 @@ ROBUST = Preset(
     verdict_retries=1,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, ROBUST)}
+#: the release preset under its former name (kept for code that imports it)
+PAPER = RELEASE
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (RELEASE, ROBUST)}
+#: former names, still accepted with a warning
+PRESET_ALIASES = {"paper": "release"}
+
+
+def preset_name(name: str) -> str:
+    """``name``, or the preset a former name stands for (with a ``FutureWarning``)."""
+    if name in PRESET_ALIASES:
+        import warnings
+
+        warnings.warn(
+            f"reward preset {name!r} is now called {PRESET_ALIASES[name]!r} (the same reward)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return PRESET_ALIASES[name]
+    return name
 
 
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS[name]
+        return PRESETS[preset_name(name)]
     except KeyError:
         raise ValueError(f"unknown reward preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -39,6 +39,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from .judge_prompt import PAPER_JUDGE_PARAMS
+
 #: Reasons an answer is refused before the judge sees it.
 GATES = ("empty", "master_key", "hedged", "instruction", "too_long", "placeholder")
 DEFAULT_MAX_ANSWER_CHARS = 300
@@ -457,12 +459,8 @@ ROBUST_JUDGE_TEMPLATE = (
     "Verdict (YES or NO):"
 )
 
-ROBUST_JUDGE_PARAMS = {
-    "max_tokens": 2,
-    "temperature": 0.0,
-    "top_p": 1.0,
-    "chat_template_kwargs": {"enable_thinking": False},
-}
+#: the release's sampling, two tokens for a strict YES / NO
+ROBUST_JUDGE_PARAMS = {**PAPER_JUDGE_PARAMS, "max_tokens": 2}
 
 
 def robust_judge_messages(predicted: str, reference: str, question: str | None = None) -> list[dict]:

@@ -1,7 +1,7 @@
 """Weight trees: how the named parts of the reward are combined into one score.
 
 A weight tree maps a name to either a number (a part's weight) or a group
-``{"weight": w, "parts": {...}}``. The ``paper`` preset's tree is the published one (spec 4.10)::
+``{"weight": w, "parts": {...}}``. The ``release`` preset's tree is the published one (spec 4.10)::
 
     score = 0.9 * (0.575 * accuracy_llm + 0.375 * accuracy_embed + 0.05 * modality) + 0.1 * format
 

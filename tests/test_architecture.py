@@ -1,6 +1,6 @@
 """The package's layout holds: imports run one way between top-level packages and between the rooms
 of ``medix_verl``; the verl entry point never loads the dev kit on its own; every reward setting
-comes from the one schema (CLI, README); every patch of verl internals checks its target."""
+comes from the one schema (CLI, docs/reward.md); every patch of verl internals checks its target."""
 
 import ast
 import json
@@ -20,11 +20,11 @@ ROOMS = {  # medix_verl's rooms, from the bottom up
     "clients": set(),
     "reward": {"clients"},
     "eval": {"clients"},
-    "verl": {"clients", "reward"},
-    "devkit": {"clients", "reward", "verl", "eval"},
+    "integration": {"clients", "reward"},
+    "devkit": {"clients", "reward", "integration", "eval"},
 }
 # the one sanctioned upward import: the verl entry point loads the CPU backend on request only
-ALLOWED = {("medix_verl/verl/plugin.py", "medix_verl.devkit")}
+ALLOWED = {("medix_verl/integration/plugin.py", "medix_verl.devkit")}
 
 
 def _imports(path: Path) -> set[str]:
@@ -88,7 +88,7 @@ def test_every_module_is_in_a_room_or_named_beside_them():
 def _loaded_modules(env_extra: dict) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
     env.update(env_extra)
-    code = "import sys, medix_verl.verl.plugin; print(__import__('json').dumps(sorted(sys.modules)))"
+    code = "import sys, medix_verl.integration.plugin; print(__import__('json').dumps(sorted(sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -97,7 +97,7 @@ def _loaded_modules(env_extra: dict) -> list[str]:
 @pytest.mark.slow
 def test_the_verl_entry_point_loads_the_dev_kit_only_on_request():
     gpu_run = _loaded_modules({})
-    assert "medix_verl.verl.reward_manager" in gpu_run and "medix_verl.verl.trainer" in gpu_run
+    assert "medix_verl.integration.reward_manager" in gpu_run and "medix_verl.integration.trainer" in gpu_run
     assert not [m for m in gpu_run if m.startswith("medix_verl.devkit")]
     cpu_run = _loaded_modules({"VERL_PLATFORM": "cpu"})
     assert "medix_verl.devkit.cpu_backend" in cpu_run
@@ -158,7 +158,7 @@ def test_cli_flags_reach_the_settings_and_bad_values_name_the_key():
 def test_readme_settings_table_is_the_schema():
     from medix_verl.reward.settings import markdown_table
 
-    assert markdown_table() in (ROOT / "README.md").read_text()
+    assert markdown_table() in (ROOT / "docs" / "reward.md").read_text()
 
 
 # ----------------------------------------------------------------------------- one task registry
@@ -181,8 +181,8 @@ def test_the_evaluation_uses_the_task_registry(tmp_path):
 def test_trainer_refuses_a_verl_without_what_it_overrides(monkeypatch):
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-    from medix_verl.verl import medix_trainer
-    from medix_verl.verl.patching import VerlMismatchError
+    from medix_verl.integration import medix_trainer
+    from medix_verl.integration.patching import VerlMismatchError
 
     monkeypatch.delattr(ReplayBuffer, "_dapo_filtered_keys")
     with pytest.raises(VerlMismatchError, match=r"_dapo_filtered_keys.*written for verl 0\.9\.1; installed: 0\.9\.1"):
@@ -192,7 +192,7 @@ def test_trainer_refuses_a_verl_without_what_it_overrides(monkeypatch):
 def test_compat_fix_is_skipped_with_a_warning_when_its_target_is_gone(monkeypatch):
     import verl.models.transformers.qwen2_vl as qwen2_vl
 
-    from medix_verl.verl import compat
+    from medix_verl.integration import compat
 
     monkeypatch.delattr(qwen2_vl, "_get_input_embeds")
     with pytest.warns(UserWarning, match=r"skipped: .*_get_input_embeds.*written for verl 0\.9\.1"):
@@ -203,7 +203,7 @@ def test_cpu_backend_checks_the_verl_internals_it_registers_into(monkeypatch):
     from verl.workers.rollout import base
 
     from medix_verl.devkit import cpu_backend
-    from medix_verl.verl.patching import VerlMismatchError
+    from medix_verl.integration.patching import VerlMismatchError
 
     monkeypatch.delattr(base, "_ROLLOUT_REGISTRY")
     with pytest.raises(VerlMismatchError, match="_ROLLOUT_REGISTRY"):

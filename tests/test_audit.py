@@ -1,4 +1,4 @@
-"""`medix-verl audit` as a user runs it on rollouts on disk: the paper preset with a judge that
+"""`medix-verl audit` as a user runs it on rollouts on disk: the release preset with a judge that
 says YES to everything credits the known judge-fooling answers, and the robust gates in shadow
 flag them; legitimate answers are not flagged."""
 
@@ -66,7 +66,7 @@ def test_judge_fooling_answers_are_flagged_and_legitimate_ones_are_not(tmp_path)
     assert sum(summary["by_reason"].values()) == flagged and summary["by_reason"]["master_key"] > 0
     assert summary["by_reason"]["hedged"] > 0 and summary["examples"]["hedged"]  # the shotgun lists
     assert "credited by the judge" in proc.stderr and "master_key" in proc.stderr
-    # the parts are the paper preset's (the reward is not changed by the shadow gates)
+    # the parts are the release preset's (the reward is not changed by the shadow gates)
     assert all(r["accuracy_llm"] == 1.0 for r in credited_hacks)
     assert failing.returncode == 1 and "--fail-above" in failing.stderr
 

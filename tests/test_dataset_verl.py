@@ -28,7 +28,7 @@ def parquets(tmp_path_factory):
 def make_dataset(path, tiny_vl, **data_overrides):
     from verl.utils.tokenizer import hf_processor, hf_tokenizer
 
-    from medix_verl.verl.dataset import MedixDataset
+    from medix_verl.integration.dataset import MedixDataset
 
     overrides = [
         f"data.{k}={v}" for k, v in data_overrides.items() if k in ("max_prompt_length", "filter_overlong_prompts")

@@ -14,8 +14,8 @@ def ray_local():
 
 
 def test_a_reported_fault_stops_sampling_and_refill(ray_local):
-    from medix_verl.verl.faults import first_fault, open_fault_box, report_fault
-    from medix_verl.verl.trainer import stop_on_reward_fault
+    from medix_verl.integration.faults import first_fault, open_fault_box, report_fault
+    from medix_verl.integration.trainer import stop_on_reward_fault
 
     calls = []
     sample = stop_on_reward_fault(lambda *a: calls.append(a) or "batch")
@@ -41,8 +41,8 @@ def test_judge_replica_counts_reach_the_trainer_from_reward_workers(ray_local):
     trainer, which opened the box before, reads every worker's and logs judge/replica/<i>/..."""
     import gc
 
-    from medix_verl.verl.faults import judge_stats, open_fault_box
-    from medix_verl.verl.metrics import replica_metrics
+    from medix_verl.integration.faults import judge_stats, open_fault_box
+    from medix_verl.integration.metrics import replica_metrics
 
     open_fault_box()  # as the trainer does; the box must outlive the call that opened it
     gc.collect()
@@ -53,7 +53,7 @@ def test_judge_replica_counts_reach_the_trainer_from_reward_workers(ray_local):
 
         from medix_verl.clients.chat import ChatClient
         from medix_verl.devkit.fake_judge import FakeJudge
-        from medix_verl.verl.faults import publish_judge_stats
+        from medix_verl.integration.faults import publish_judge_stats
 
         with FakeJudge() as a, FakeJudge() as b:
             client = ChatClient(f"{a.url},{b.url}", "m")

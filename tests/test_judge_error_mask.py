@@ -49,8 +49,8 @@ def run(monkeypatch, groups, errors=(), estimator="grpo", parts=None, judge_erro
     import transfer_queue
     from transfer_queue import KVBatchMeta
 
-    from medix_verl.verl import medix_trainer
-    from medix_verl.verl.trainer import register
+    from medix_verl.integration import medix_trainer
+    from medix_verl.integration.trainer import register
 
     trainer_cls, _ = register()
     queue = MemoryQueue()
@@ -117,7 +117,7 @@ def test_a_group_of_only_judge_errors_teaches_nothing(monkeypatch):
 
 
 def test_the_policy_setting_is_checked():
-    from medix_verl.verl.trainer import judge_error_policy
+    from medix_verl.integration.trainer import judge_error_policy
 
     cfg = OmegaConf.create({"trainer": {"v1": {"medix": {}}}})
     assert judge_error_policy(cfg) == "mask"
@@ -155,7 +155,7 @@ def test_gdpo_leaves_a_judge_error_out_of_every_part_and_of_the_whitening(monkey
 
 
 def test_gdpo_names_a_sample_without_the_part():
-    from medix_verl.verl.trainer import gdpo_parts
+    from medix_verl.integration.trainer import gdpo_parts
 
     with pytest.raises(RuntimeError, match="trajectory k1 has no reward part 'accuracy_llm'"):
         gdpo_parts([{"accuracy_llm": 1.0}, {"format": 1.0}], ["accuracy_llm"], ["k0", "k1"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from medix_verl.verl import layout
-from medix_verl.verl.compose import compose
-from medix_verl.verl.preflight import is_loopback_url, preflight
+from medix_verl.integration import layout
+from medix_verl.integration.compose import compose
+from medix_verl.integration.preflight import is_loopback_url, preflight
 
 ROOT = Path(__file__).resolve().parent.parent
 REMOTE = "http://10.0.0.5:8085/v1"
@@ -230,7 +230,7 @@ def test_a_multi_node_checkpoint_folder_in_memory_is_refused():
 
 
 def test_a_multi_node_checkpoint_folder_on_a_local_disk_is_a_warning(tmp_path):
-    from medix_verl.verl.preflight import filesystem_of
+    from medix_verl.integration.preflight import filesystem_of
 
     _, fstype = filesystem_of(str(tmp_path))
     report = check("7b", {"NNODES": "2", "JUDGE_URL": REMOTE, "CKPT_DIR": str(tmp_path / "ckpt")})
@@ -242,7 +242,7 @@ def test_a_multi_node_checkpoint_folder_on_a_local_disk_is_a_warning(tmp_path):
 
 
 def test_filesystem_of_takes_the_longest_mount_and_knows_network_filesystems(tmp_path):
-    from medix_verl.verl.preflight import filesystem_of, is_shared_filesystem
+    from medix_verl.integration.preflight import filesystem_of, is_shared_filesystem
 
     mounts = tmp_path / "mounts"
     mounts.write_text(
@@ -307,3 +307,23 @@ def test_adv_gdpo_sets_the_presets_parts_and_bad_keys_are_refused():
     assert refused(sync) == {"gdpo-reward-keys"} and "trainer_mode=sync" in sync.render()
     with pytest.raises(layout.LayoutError, match="ADV must be gdpo"):
         recipe_overrides("7b", {"ADV": "gpdo"})
+
+
+def test_a_path_into_the_packages_former_name_is_refused_naming_the_key():
+    old = "reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn"
+    report = check("7b", {"JUDGE_URL": REMOTE}, old)
+    assert refused(report) == {"renamed-modules"}
+    assert "reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn" in report.render()
+    assert "medix_verl.integration" in report.render()
+
+
+def test_every_check_names_the_code_it_answers_to_and_runs_on_every_path():
+    from medix_verl.integration.preflight import CHECKS
+
+    names = [c.name for c in CHECKS]
+    assert len(names) == len(set(names)) and all(c.where for c in CHECKS)
+    # the key checks run even when the layout checks are skipped (MEDIX_PREFLIGHT=0)
+    cfg = compose(recipe_overrides("7b", {"GPUS_PER_NODE": "6"}, "reward_model.reward_manager=naive"))
+    keys_only = preflight(cfg, layout=False)
+    assert refused(keys_only) == {"ignored-keys"} and "layout checks skipped" not in keys_only.render()
+    assert refused(preflight(cfg)) == {"ignored-keys", "actor-data-parallel"}

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def dry_run(monkeypatch, capsys):
     """``DRY_RUN=1 bash recipes/<recipe> [extra]`` in this process: (exit status, stdout, stderr).
     The shell side of a recipe is one line (recipes/_common.sh), run by the tests that start it."""
-    from medix_verl.verl import layout
+    from medix_verl.integration import layout
 
     def run(recipe, env=None, *extra):
         for name in ("JUDGE", "JUDGE_URL", "MEDIX_JUDGE_URL", "NNODES", "GPUS_PER_NODE", "SIZE", "ADV", "PRESET"):
@@ -59,9 +59,9 @@ def check_shared(cfg, rollout_tp=2):
     assert (cfg["data"]["max_prompt_length"], cfg["data"]["max_response_length"]) == (4352, 4096)
     assert a["fsdp_config"]["param_offload"] and a["fsdp_config"]["optimizer_offload"]
     rw = cfg["reward"]
-    assert rw["custom_reward_function"]["path"] == "pkg://medix_verl.verl.reward_fn"
+    assert rw["custom_reward_function"]["path"] == "pkg://medix_verl.integration.reward_fn"
     assert rw["reward_manager"]["name"] == "medix"
-    assert cfg["data"]["custom_cls"] == {"path": "pkg://medix_verl.verl.dataset", "name": "MedixDataset"}
+    assert cfg["data"]["custom_cls"] == {"path": "pkg://medix_verl.integration.dataset", "name": "MedixDataset"}
     assert cfg["custom_reward_function"]["path"] is None  # the legacy key stays unset
     return a
 

@@ -111,8 +111,8 @@ def test_sessions_close_with_each_event_loop(minilm):
     import gc
     import warnings
 
+    from medix_verl.integration.reward_fn import compute_score
     from medix_verl.reward.scorer import get_scorer
-    from medix_verl.verl.reward_fn import compute_score
 
     with FakeJudge() as judge, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

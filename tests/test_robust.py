@@ -289,7 +289,7 @@ def test_bad_pairs_file(tmp_path):
     )
 )
 def test_linear_paper_rules_equal_the_release_regexes(tokens):
-    """The paper preset's linear-time rules give exactly what the release's regexes give."""
+    """The release preset's linear-time rules give exactly what the release's regexes give."""
     from reward_fns import rules
 
     text = "".join(tokens)

@@ -1,4 +1,4 @@
-"""Spec section 4, rule by rule, for the paper preset."""
+"""Spec section 4, rule by rule, for the release preset."""
 
 import pytest
 
@@ -192,7 +192,7 @@ def test_result_keys_are_stable():
 
 
 def test_presets_switch():
-    assert rf.get_preset("paper") is rf.PAPER
+    assert rf.get_preset("release") is rf.RELEASE
     assert rf.get_preset("robust").name == "robust"
     with pytest.raises(ValueError, match="unknown reward preset 'nope'"):
         rf.get_preset("nope")
@@ -222,3 +222,13 @@ def test_paper_modality_without_a_tag_compares_with_the_ground_truth_plus_gt_sig
     assert rf.prepare("<CT_SCAN><thinking>r</thinking><answer>x</answer>", "CT SCAN", rf.PAPER).modality == 0.0
     robust = rf.prepare("CT SCAN><thinking>r</thinking><answer>x</answer>", "CT SCAN", rf.ROBUST)
     assert robust.modality == 0.0  # robust: no tag, no modality credit
+
+
+def test_the_former_name_of_the_release_preset_works_and_warns():
+    from medix_verl.reward.settings import RewardSettings
+
+    with pytest.warns(FutureWarning, match="'paper' is now called 'release'"):
+        assert rf.get_preset("paper") is rf.RELEASE
+    with pytest.warns(FutureWarning, match="'paper' is now called 'release'"):
+        settings = RewardSettings.from_kwargs({"preset": "paper", "judge_url": "http://127.0.0.1:1/v1"})
+    assert settings.preset == "release"  # what runs, results and fingerprints record

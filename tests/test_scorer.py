@@ -8,9 +8,9 @@ import pytest
 import reward_fns as rf
 from medix_verl.clients.chat import ChatClient, ServerUnavailableError
 from medix_verl.devkit.fake_judge import FakeJudge
+from medix_verl.integration.reward_fn import compute_score
 from medix_verl.reward.scorer import MedixScorer
 from medix_verl.reward.settings import RewardSettings
-from medix_verl.verl.reward_fn import compute_score
 
 
 def resp(answer, tag="<CT_SCAN>"):

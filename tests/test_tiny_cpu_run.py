@@ -87,7 +87,7 @@ def test_every_reward_part_logged_each_step(tiny_run):
     assert rows[-1]["judge/replica/0/in_service"] == 1.0 and rows[-1]["judge/replica/0/errors"] == 0
     # the per-step lines the recipe prints
     assert "step 1: score" in proc.stdout and "weights:" in proc.stdout
-    # the paper preset's hack alarm: the robust gates in shadow, and the judge/embedding disagreement
+    # the release preset's hack alarm: the robust gates in shadow, and the judge/embedding disagreement
     for row in rows:
         credited = row["reward/shadow/credited"]
         assert 0 <= credited <= 16 and 0.0 <= row["reward/shadow/flagged_credited"] <= 1.0
@@ -180,7 +180,7 @@ def _band_run(tiny_run, tmp_path, on_exhausted, env=None, judge=("--judge", "ver
 def test_release_group_rule_filters_then_keeps_what_comes_when_asked(tiny_run, tmp_path):
     """Also the GPU path's JUDGE=verl on the CPU backend: a real step with verl's judge in its own
     resource pool, reached through verl's router; and ADV=gdpo on the tiny recipe (one run for
-    both, to keep CI short): verl's GDPO with the paper preset's parts as reward keys, each part's
+    both, to keep CI short): verl's GDPO with the release preset's parts as reward keys, each part's
     gdpo/<part>/mean logged."""
     proc = _band_run(tiny_run, tmp_path, "keep", env={"ADV": "gdpo"})
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -9,7 +9,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from medix_verl.verl.trainer import STATE_FILE, STOP_FILE, register
+from medix_verl.integration.trainer import STATE_FILE, STOP_FILE, register
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_a_stop_request_left_by_a_killed_attempt_is_removed_at_start(trainer_cla
 
 
 def test_the_hack_alarm_warns_then_stops_with_a_checkpoint_when_asked(trainer_class, tmp_path, capsys):
-    """Under the paper preset: two steps in a row with most credited answers flagged by the gates
+    """Under the release preset: two steps in a row with most credited answers flagged by the gates
     in shadow trip the alarm (a warning naming the gate and an example); with stop=true the run
     saves a checkpoint after the step and stops."""
     make, saved = trainer_class
@@ -128,7 +128,7 @@ def test_the_hack_alarm_warns_then_stops_with_a_checkpoint_when_asked(trainer_cl
 
 
 def test_the_hack_alarm_settings_are_checked():
-    from medix_verl.verl.trainer import hack_alarm_settings
+    from medix_verl.integration.trainer import hack_alarm_settings
 
     cfg = OmegaConf.create({"trainer": {"v1": {"medix": {"hack_alarm": {"treshold": 0.1}}}}})
     with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):

@@ -33,7 +33,7 @@ def _overrides(judge, minilm_path, tok_path, manager):
     kw = "reward.custom_reward_function.reward_kwargs"
     return [
         f"actor_rollout_ref.model.path={tok_path}",
-        "reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn",
+        "reward.custom_reward_function.path=pkg://medix_verl.integration.reward_fn",
         "reward.custom_reward_function.name=compute_score",
         f"+{kw}.judge_url={judge.url}",
         f"+{kw}.judge_model=fake",
@@ -47,7 +47,7 @@ MANAGERS = {
     "medix-plugin": ["reward.reward_manager.name=medix"],
     "medix-importlib": [
         "reward.reward_manager.source=importlib",
-        "reward.reward_manager.module.path=pkg://medix_verl.verl.reward_manager",
+        "reward.reward_manager.module.path=pkg://medix_verl.integration.reward_manager",
         "reward.reward_manager.name=MedixRewardManager",
     ],
     "naive+compute_score": ["reward.reward_manager.name=naive"],
@@ -208,7 +208,7 @@ def test_verls_batch_path_gives_the_medix_manager_the_whole_batch(qwen_tok, mini
     sliced DataProto and a run_single per sample, with the very same results as run_single."""
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
-    from medix_verl.verl.reward_manager import MedixRewardManager
+    from medix_verl.integration.reward_manager import MedixRewardManager
 
     tok_path, tok = qwen_tok
     rows = ROWS * 4

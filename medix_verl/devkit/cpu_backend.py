@@ -20,7 +20,7 @@ What it adds, each for one thing that stops stock verl on CPU:
   vLLM's HTTP 400 for a request beyond ``max_model_len``.
 
 Written for verl 0.9.1: each registration checks that the verl internals it uses are there
-(:mod:`medix_verl.verl.patching`). It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.devkit.tiny`): generation
+(:mod:`medix_verl.integration.patching`). It is meant for small models (the tiny offline Qwen2.5-VL of :mod:`medix_verl.devkit.tiny`): generation
 runs one request at a time with ``model.generate``. It changes nothing unless ``VERL_PLATFORM=cpu``.
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Optional
 import torch
 from verl.workers.rollout.base import BaseRollout
 
-from ..verl.patching import require, require_params
+from ..integration.patching import require, require_params
 
 ROLLOUT_NAME = "hf_cpu"
 _activated = False
@@ -120,11 +120,10 @@ def _register_platform() -> None:
         def nvtx_range(self, msg: str):
             yield
 
-        def profiler_start(self) -> None:
-            pass
+        def _nothing(self, *args, **kwargs) -> None:
+            """A profiler that does nothing on the CPU."""
 
-        def profiler_stop(self) -> None:
-            pass
+        profiler_start = profiler_stop = _nothing
 
         def ray_resource_name(self) -> str:
             return "GPU"
@@ -163,14 +162,10 @@ class _CPUDeviceModule:
         vm = psutil.virtual_memory()
         return vm.available, vm.total
 
-    def reset_peak_memory_stats(self, device=None) -> None:
-        pass
+    def _nothing(self, *args, **kwargs) -> None:
+        """What has no CPU counterpart: peak-memory resets, cache frees, IPC collection, device choice."""
 
-    def empty_cache(self) -> None:
-        pass
-
-    def ipc_collect(self) -> None:
-        pass
+    reset_peak_memory_stats = empty_cache = ipc_collect = set_device = _nothing
 
     def current_device(self) -> str:
         # verl passes it straight to .to(device=...) / torch.device(...)
@@ -178,9 +173,6 @@ class _CPUDeviceModule:
 
     def device_count(self) -> int:
         return 1
-
-    def set_device(self, device) -> None:
-        pass
 
     def get_rng_state(self, device=None):
         return torch.get_rng_state()

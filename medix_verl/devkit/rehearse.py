@@ -5,7 +5,7 @@ composed config, on as many CPU ranks as the layout has training GPUs.
     (or: bash recipes/rehearse.sh RECIPE ...), with the environment a GPU user sets:
     GPUS_PER_NODE, NNODES, JUDGE, JUDGE_GPUS, JUDGE_TP, SIZE, GROUP_FILTER, PRESET, ...
 
-It computes the overrides the recipe would pass to verl (:mod:`medix_verl.verl.layout`), composes
+It computes the overrides the recipe would pass to verl (:mod:`medix_verl.integration.layout`), composes
 them with the package's config exactly as the recipe would, runs the preflight (as every run does;
 ``MEDIX_PREFLIGHT=0`` skips it, to rehearse a failure on purpose), and then swaps only what a CPU
 cannot hold, each listed in its output (:data:`SWAPS`): the model, the data, the judge, the
@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..verl.compose import CONFIG_DIR, CONFIG_NAME, compose
-from ..verl.preflight import before_training
+from ..integration.compose import CONFIG_DIR, CONFIG_NAME, compose
+from ..integration.preflight import before_training
 from .tiny import CPU_MAX_PIXELS, CPU_MIN_PIXELS
 from .tiny_run import cpu_run_env, prepare_data, read_step_metrics, split_overrides
 
@@ -66,9 +66,9 @@ def log(msg: str) -> None:
 
 
 def recipe_overrides(recipe: str, extra: list[str]) -> list[str]:
-    """The overrides ``recipe`` passes to verl in this environment (:mod:`medix_verl.verl.layout`)."""
-    from ..verl.layout import LayoutError
-    from ..verl.layout import recipe_overrides as layout_overrides
+    """The overrides ``recipe`` passes to verl in this environment (:mod:`medix_verl.integration.layout`)."""
+    from ..integration.layout import LayoutError
+    from ..integration.layout import recipe_overrides as layout_overrides
 
     try:
         return layout_overrides(recipe, extra=extra)

@@ -11,7 +11,7 @@
    (:mod:`medix_verl.devkit.local_judge`), unless ``--judge-url`` names one; with ``--judge verl``
    verl itself manages it, as ``JUDGE=verl`` does on GPUs (its own resource pool, served by the CPU
    backend's ``hf_cpu`` rollout, reached through verl's router); embedder: offline MiniLM;
-4. the preflight (:mod:`medix_verl.verl.preflight`, skipped with ``MEDIX_PREFLIGHT=0``), then
+4. the preflight (:mod:`medix_verl.integration.preflight`, skipped with ``MEDIX_PREFLIGHT=0``), then
    ``python -m verl.trainer.main_ppo`` with ``medix_r1_tiny_cpu.yaml`` and ``VERL_PLATFORM=cpu``:
    GRPO steps with the composite reward, per-part reward metrics printed every step;
 5. checks: every step ran and logged every reward part; the checkpoint of the last step, merged
@@ -43,8 +43,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..verl.compose import CONFIG_DIR
-from ..verl.metrics import PREFIX
+from ..integration.compose import CONFIG_DIR
+from ..integration.metrics import PREFIX
 from .tiny import CPU_MAX_PIXELS, CPU_MIN_PIXELS
 
 PART_KEYS = [
@@ -151,9 +151,9 @@ VERL_JUDGE_MAX_MODEL_LEN = 420
 
 
 def verl_judge_overrides(judge_dir: Path) -> list[str]:
-    """``JUDGE=verl`` (:func:`medix_verl.verl.layout.judge_overrides`) on the CPU backend: the judge
+    """``JUDGE=verl`` (:func:`medix_verl.integration.layout.judge_overrides`) on the CPU backend: the judge
     in its own resource pool of one (logical) GPU, served by ``hf_cpu``."""
-    from ..verl.layout import judge_overrides
+    from ..integration.layout import judge_overrides
 
     return [
         *judge_overrides(
@@ -334,20 +334,20 @@ def weight_change(initial: Path, merged: Path) -> dict:
 
 
 def adv_overrides(extra: list[str], adv: str | None = None) -> list[str]:
-    """The overrides of ``ADV`` (:func:`medix_verl.verl.layout.adv_overrides`, as the recipes read
-    it) for the preset the overrides choose (paper by default).
+    """The overrides of ``ADV`` (:func:`medix_verl.integration.layout.adv_overrides`, as the recipes read
+    it) for the preset the overrides choose (release by default).
 
     >>> adv_overrides(["reward.custom_reward_function.reward_kwargs.preset=robust"], "gdpo")[0]
     'algorithm.adv_estimator=gdpo'
     >>> adv_overrides([], "")
     []
     """
-    from ..verl.layout import LayoutError
-    from ..verl.layout import adv_overrides as layout_adv
+    from ..integration.layout import LayoutError
+    from ..integration.layout import adv_overrides as layout_adv
 
     presets = [o.split("=", 1)[1] for o in extra if o.split("=", 1)[0].endswith("reward_kwargs.preset")]
     try:
-        return layout_adv(os.environ.get("ADV", "") if adv is None else adv, presets[-1] if presets else "paper")
+        return layout_adv(os.environ.get("ADV", "") if adv is None else adv, presets[-1] if presets else "release")
     except LayoutError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -441,14 +441,17 @@ def run(args, extra: list[str]) -> int:
 
 def train(workdir: Path, overrides: list[str], earlier: list[dict], verl_metrics: Path, metrics_file: Path):
     """The preflight, then verl's main_ppo; returns (exit status or None if refused, seconds)."""
-    from ..verl.compose import compose
-    from ..verl.preflight import before_training
+    from ..integration.compose import compose
+    from ..integration.preflight import before_training
 
     report = before_training(compose(overrides, config_name="medix_r1_tiny_cpu"))
     log(report.render())
     if not report.ok:
         return None, 0.0
-    env = cpu_run_env(verl_metrics)
+    # Ray gives each actor one thread unless OMP_NUM_THREADS is set: the actor's update, the
+    # longest part of a step here, then runs on one core (68 s against 38 s on 2 cores)
+    threads = os.environ.get("OMP_NUM_THREADS") or str(min(os.cpu_count() or 1, 8))
+    env = cpu_run_env(verl_metrics, OMP_NUM_THREADS=threads)
     cmd = [
         sys.executable,
         "-m",

@@ -330,31 +330,15 @@ async def _run_locked(
                 + ", ".join(f"{t}/{i}" for t, i, _ in unknown[:10]),
                 file=sys.stderr,
             )
-    policy = (
-        None
-        if not cfg.model_url
-        else ChatClient(
-            cfg.model_url,
-            cfg.model,
-            max_concurrency=cfg.max_concurrency,
-            timeout=cfg.timeout,
-            retries=cfg.retries,
-            cache_size=0,
-            max_error_rate=0.5,
-            role="policy server",
-            api_key=cfg.model_api_key,
-            empty_is_answer=True,  # the release judges "" as the answer of a model that said nothing
+    common = {"max_concurrency": cfg.max_concurrency, "retries": cfg.retries, "max_error_rate": 0.5}
+    policy = None
+    if cfg.model_url:
+        # no cache (every round samples anew); the release judges "" as the answer of a model that said nothing
+        policy_options = {"cache_size": 0, "role": "policy server", "empty_is_answer": True}
+        policy = ChatClient(
+            cfg.model_url, cfg.model, timeout=cfg.timeout, api_key=cfg.model_api_key, **common, **policy_options
         )
-    )
-    judge = ChatClient(
-        cfg.judge_url,
-        cfg.judge_model,
-        max_concurrency=cfg.max_concurrency,
-        timeout=cfg.judge_timeout,
-        retries=cfg.retries,
-        max_error_rate=0.5,
-        api_key=cfg.judge_api_key,
-    )
+    judge = ChatClient(cfg.judge_url, cfg.judge_model, timeout=cfg.judge_timeout, api_key=cfg.judge_api_key, **common)
     counters = Counters()
     bars = {}
     if cfg.progress:
@@ -577,6 +561,11 @@ def _num(v, fmt="{:.2f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
+def _table(header: str, align: str, rows: list[str]) -> list[str]:
+    """A markdown table and a blank line after it, or nothing without rows."""
+    return [header, align, *rows, ""] if rows else []
+
+
 def _ci(ci) -> str:
     return "n/a" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
@@ -601,39 +590,28 @@ def write_reports(out: Path, results: dict, title: str | None = None) -> None:
         f"{_ci(results.get('overall_ci95'))} | | | | | |",
         "",
     ]
-    split = {t: v["by_answer_type"] for t, v in results["tasks"].items() if v.get("by_answer_type")}
-    if split:
-        lines += [
-            "| VQA task | closed (yes/no) n | closed accuracy | closed 95% CI | open n | open accuracy | open 95% CI |",
-            "|---|---:|---:|---|---:|---:|---|",
-        ]
-        for task, by in split.items():
-            c, o = by["closed"], by["open"]
-            lines.append(
-                f"| {task} | {c['n']} | {_num(c['accuracy'])} | {_ci(c['ci95'])} | {o['n']} | {_num(o['accuracy'])} | "
-                f"{_ci(o['ci95'])} |"
-            )
-        lines.append("")
-    by_modality = {t: v["by_modality"] for t, v in results["tasks"].items() if v.get("by_modality")}
-    if by_modality:
-        lines += ["| task | modality | n | accuracy | 95% CI |", "|---|---|---:|---:|---|"]
-        for task, mods in by_modality.items():
-            lines += [
-                f"| {task} | {m} | {e['n']} | {_num(e['accuracy'])} | {_ci(e['ci95'])} |" for m, e in mods.items()
-            ]
-        lines.append("")
-    ablations = {t: v["ablation"] for t, v in results["tasks"].items() if v.get("ablation")}
-    if ablations:
-        lines += [
-            "| image task | accuracy | ablation | accuracy with it | difference | 95% CI |",
-            "|---|---:|---|---:|---:|---|",
-        ]
-        for task, ab in ablations.items():
-            lines.append(
-                f"| {task} | {_num(results['tasks'][task]['accuracy'])} | {ab['mode']} | {_num(ab['accuracy'])} | "
-                f"{_num(ab['diff'])} | {_ci(ab['ci95'])} |"
-            )
-        lines.append("")
+    tasks = results["tasks"]
+
+    def cell(entry) -> str:  # n | accuracy | interval
+        return f"{entry['n']} | {_num(entry['accuracy'])} | {_ci(entry['ci95'])}"
+
+    lines += _table(
+        "| VQA task | closed (yes/no) n | closed accuracy | closed 95% CI | open n | open accuracy | open 95% CI |",
+        "|---|---:|---:|---|---:|---:|---|",
+        [f"| {t} | {cell(v['by_answer_type']['closed'])} | {cell(v['by_answer_type']['open'])} |"
+         for t, v in tasks.items() if v.get("by_answer_type")],
+    )  # fmt: skip
+    lines += _table(
+        "| task | modality | n | accuracy | 95% CI |",
+        "|---|---|---:|---:|---|",
+        [f"| {t} | {m} | {cell(e)} |" for t, v in tasks.items() for m, e in (v.get("by_modality") or {}).items()],
+    )
+    lines += _table(
+        "| image task | accuracy | ablation | accuracy with it | difference | 95% CI |",
+        "|---|---:|---|---:|---:|---|",
+        [f"| {t} | {_num(v['accuracy'])} | {ab['mode']} | {_num(ab['accuracy'])} | {_num(ab['diff'])} | {_ci(ab['ci95'])} |"
+         for t, v in tasks.items() if (ab := v.get("ablation"))],
+    )  # fmt: skip
     run = results.get("run")
     if run:
         lines.append(

@@ -1,6 +1,6 @@
 """A reward-hacking audit of rollouts already on disk (``medix-verl audit``).
 
-Each row is scored under the chosen preset (the release's ``paper`` by default) and its answer
+Each row is scored under the chosen preset (``release`` by default) and its answer
 also goes through the ``robust`` preset's gates in shadow (:func:`reward_fns.shadow_gate`; its
 reward is not changed). The question the audit answers: of the answers the judge credited, how
 many would the gates refuse, and why? A policy that learned to fool its judge ("Let me solve this
@@ -34,10 +34,8 @@ EXAMPLES_PER_REASON = 3
 def question_from_prompt(prompt: str) -> str:
     """The last user turn of a chat prompt verl decoded without special tokens.
 
-    >>> question_from_prompt("system\\nYou are helpful.\\nuser\\nIs there an effusion?\\nassistant\\n")
-    'Is there an effusion?'
-    >>> question_from_prompt("What organ is this?")
-    'What organ is this?'
+    >>> [question_from_prompt(p) for p in ("system\\nBe brief.\\nuser\\nAn effusion?\\nassistant\\n", "Which organ?")]
+    ['An effusion?', 'Which organ?']
     """
     at = prompt.rfind("\nuser\n")
     if at >= 0:
@@ -127,7 +125,7 @@ def summarize(records: list[dict], *, preset: str) -> dict:
     >>> recs = [{"id": 1, "credited": True, "shadow": "master_key", "answer": ":"},
     ...         {"id": 2, "credited": True, "shadow": None, "answer": "Kidney"},
     ...         {"id": 3, "credited": False, "shadow": "hedged", "answer": "a, b, c"}]
-    >>> s = summarize(recs, preset="paper")
+    >>> s = summarize(recs, preset="release")
     >>> s["n"], s["credited"], s["flagged_credited"], s["rate"], s["by_reason"]["master_key"], s["flagged"]
     (3, 2, 1, 0.5, 1, 2)
     """

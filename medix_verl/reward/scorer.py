@@ -2,7 +2,7 @@
 
 Use it three ways:
 
-* verl: :func:`medix_verl.verl.reward_fn.compute_score` (``reward.custom_reward_function``) and
+* verl: :func:`medix_verl.integration.reward_fn.compute_score` (``reward.custom_reward_function``) and
   the ``medix`` reward manager call :func:`get_scorer`;
 * Python: ``scorer = MedixScorer(RewardSettings(...)); await scorer.score(response, ground_truth)``;
 * the CLI: ``medix-verl score``.
@@ -189,19 +189,10 @@ class MedixScorer:
         return LocalEmbedder(s.embed_model or DEFAULT_EMBED_MODEL, device=s.embed_device, **common)
 
     # ------------------------------------------------------------------ scoring
-    async def score(
-        self,
-        response: str,
-        ground_truth: str,
-        *,
-        data_source: str | None = None,
-        question: str | None = None,
-        extra_info: Mapping[str, Any] | None = None,
-    ) -> dict[str, float]:
-        """Score one response. Returns the seven reward keys (and any custom parts)."""
-        result, _ = await self.score_detailed(
-            response, ground_truth, data_source=data_source, question=question, extra_info=extra_info
-        )
+    async def score(self, response: str, ground_truth: str, **context: Any) -> dict[str, float]:
+        """Score one response. Returns the seven reward keys (and any custom parts). ``context``:
+        ``data_source``, ``question``, ``extra_info``, as :meth:`score_detailed` takes them."""
+        result, _ = await self.score_detailed(response, ground_truth, **context)
         return result
 
     async def score_detailed(

@@ -26,7 +26,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from reward_fns import PRESETS, check_parts_known, get_preset, validate_weights
+from reward_fns import PRESET_ALIASES, PRESETS, check_parts_known, get_preset, preset_name, validate_weights
 
 from ..clients.embedder import DEFAULT_EMBED_MODEL
 
@@ -69,7 +69,7 @@ def _url_list(value) -> str | None:
 
 
 def _preset(value) -> str | None:
-    return None if value in PRESETS else f"must be one of {sorted(PRESETS)}"
+    return None if value in PRESETS or value in PRESET_ALIASES else f"must be one of {sorted(PRESETS)}"
 
 
 def setting(
@@ -94,7 +94,11 @@ def setting(
 class RewardSettings:
     """Every knob of the composite reward (see the module docstring for where they come from)."""
 
-    preset: str = setting("paper", "`paper` (the release, rule for rule) or `robust` (opt-in hardening)", check=_preset)
+    preset: str = setting(
+        "release",
+        "`release` (as released, rule for rule; `paper` is its former name) or `robust` (opt-in hardening)",
+        check=_preset,
+    )
     judge_url: str | None = setting(
         None,
         "OpenAI base URL of the judge, e.g. `http://10.0.0.5:8085/v1`, or replicas of one judge model as a "
@@ -227,6 +231,8 @@ class RewardSettings:
             var = f.metadata["env"]
             if var and data.get(f.name) in (None, "") and os.environ.get(var):
                 data[f.name] = os.environ[var]
+        if isinstance(data.get("preset"), str):
+            data["preset"] = preset_name(data["preset"])
         settings = cls(**{k: v for k, v in data.items() if v is not None or k in ("weights",)})
         settings.validate()
         return settings
@@ -314,7 +320,7 @@ def add_arguments(parser: argparse.ArgumentParser, keys: tuple[str, ...] | None 
         if meta["type"] == "list":
             kwargs["action"] = "append"
         if f.name == "preset":
-            kwargs["choices"] = sorted(PRESETS)
+            kwargs["choices"] = sorted(PRESETS) + sorted(PRESET_ALIASES)
         if meta["type"] in ("int", "float"):
             kwargs["metavar"] = "N" if meta["type"] == "int" else "X"
         group.add_argument(flag(f.name), *meta["aliases"], **kwargs)

@@ -1,5 +1,5 @@
 """Per-part reward metrics for a training step, from the ``reward_extra_info`` verl keeps for
-every trajectory (what :class:`medix_verl.verl.reward_manager.MedixRewardManager` returns).
+every trajectory (what :class:`medix_verl.integration.reward_manager.MedixRewardManager` returns).
 
 >>> infos = [
 ...     {"score": 1.0, "accuracy_llm": 1.0, "accuracy_embed": 1.0, "format": 1.0, "modality": 1.0,

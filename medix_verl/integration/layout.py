@@ -3,7 +3,7 @@ the judge runs, how many nodes and GPUs, which estimator. The recipes (``recipes
 :func:`main`; the tiny CPU run, the rehearsal and the tests import :func:`recipe_overrides` and
 :func:`judge_overrides`.
 
-    python -m medix_verl.verl.layout RECIPE [OVERRIDES...]     # what recipes/RECIPE.sh runs
+    python -m medix_verl.integration.layout RECIPE [OVERRIDES...]     # what recipes/RECIPE.sh runs
 
 Environment (defaults in brackets):
 
@@ -20,7 +20,7 @@ Environment (defaults in brackets):
 - ``JUDGE_MODEL`` [Qwen/Qwen3-4B-Instruct-2507], ``JUDGE_GPUS`` [4], ``JUDGE_TP`` [2],
   ``JUDGE_NODES`` [1] (replicas = JUDGE_GPUS x JUDGE_NODES / JUDGE_TP, behind verl's least-loaded
   router), ``JUDGE_MAX_MODEL_LEN`` [2048, as recipes/serve_judge.sh]
-- ``EMBED_MODEL`` [abhinand/MedEmbed-large-v0.1], ``PRESET`` [paper]
+- ``EMBED_MODEL`` [abhinand/MedEmbed-large-v0.1], ``PRESET`` [release]
 - ``ADV``: ``gdpo``, verl's GDPO over the preset's parts with its weights (opt-in; not the paper's
   setting) [unset: the recipe's estimator]
 - ``SIZE`` (the DAPO recipe): 2b, 8b or 30b [8b]; ``GROUP_FILTER``: mean_band (the release's rule)
@@ -243,7 +243,7 @@ def recipe_overrides(recipe: str, env: Mapping[str, str] | None = None, extra=()
     data_dir = env.get("DATA_DIR") or "data/medix"
     experiment, ckpt = run_paths(name, env, cwd)
     nnodes, gpus = _int(env, "NNODES", 1), _int(env, "GPUS_PER_NODE", 8)
-    preset = env.get("PRESET") or "paper"
+    preset = env.get("PRESET") or "release"
     judge = env.get("JUDGE") or "server"
     judge_model = env.get("JUDGE_MODEL") or DEFAULT_JUDGE_MODEL
     out = [

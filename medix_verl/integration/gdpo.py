@@ -10,9 +10,9 @@ trainer. The ``medix`` trainer fills the parts from the reward's per-sample resu
 ``gdpo/<key>/{mean,std}``; judge-error masking holds (a masked sample is left out of every part's
 normalisation and of the batch whitening, and gets zero advantage).
 
->>> gdpo_keys_and_weights("paper")
+>>> gdpo_keys_and_weights("release")
 (['accuracy_llm', 'accuracy_embed', 'modality', 'format'], [0.5175, 0.3375, 0.045, 0.1])
->>> print("\\n".join(overrides("paper")))
+>>> print("\\n".join(overrides("release")))
 algorithm.adv_estimator=gdpo
 ++algorithm.gdpo_reward_keys=[accuracy_llm,accuracy_embed,modality,format]
 ++algorithm.gdpo_reward_weights=[0.5175,0.3375,0.045,0.1]
@@ -94,15 +94,15 @@ def with_parts(compute, parts: Mapping[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m medix_verl.verl.gdpo PRESET``: the overrides, one per line (for the recipes)."""
+    """``python -m medix_verl.integration.gdpo PRESET``: the overrides, one per line (for the recipes)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m medix_verl.verl.gdpo PRESET", file=sys.stderr)
+        print("usage: python -m medix_verl.integration.gdpo PRESET", file=sys.stderr)
         return 2
     try:
         print("\n".join(overrides(args[0])))
     except (KeyError, ValueError) as exc:
-        print(f"medix_verl.verl.gdpo: {exc}", file=sys.stderr)
+        print(f"medix_verl.integration.gdpo: {exc}", file=sys.stderr)
         return 2
     return 0
 

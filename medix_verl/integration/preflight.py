@@ -2,14 +2,14 @@
 
 Every path that starts training runs the same list of named checks (:data:`CHECKS`, one function
 each, with the verl code it answers to): the recipes and ``DRY_RUN=1`` (through
-``python -m medix_verl.verl.compose``), the tiny CPU run, the rehearsal and ``medix-verl preflight``. It runs verl's own static
+``python -m medix_verl.integration.compose``), the tiny CPU run, the rehearsal and ``medix-verl preflight``. It runs verl's own static
 check (``verl.utils.config.validate_config``, as ``verl/trainer/main_ppo.py:main`` does) and then
 the constraints that verl checks only at run time, after models are loaded and the first rollout is
 done. Each check names the verl code path that would fail, the numbers, and a layout that works.
 
 Refusals stop the run (exit 2). Notes are printed and do not stop it.
 
-    python -m medix_verl.verl.preflight [OVERRIDES...]     # the report for a composed config
+    python -m medix_verl.integration.preflight [OVERRIDES...]     # the report for a composed config
 """
 
 from __future__ import annotations
@@ -225,14 +225,35 @@ def _check_ignored_keys(f: Facts, report: Report) -> None:
     from .compose import ignored_keys
 
     bad = ignored_keys(f.cfg)
+    fix = "set them under reward.* (verl 0.9.1's reward loop reads only those)"
+    where = "verl/experimental/reward_loop (reads reward.custom_reward_function, reward.reward_manager)"
     if bad:
-        _refuse(
-            report,
-            "ignored-keys",
-            "keys that verl 0.9.1 ignores are set: " + "; ".join(bad),
-            "set them under reward.* (verl 0.9.1's reward loop reads only those)",
-            "verl/experimental/reward_loop (reads reward.custom_reward_function, reward.reward_manager)",
-        )
+        _refuse(report, "ignored-keys", "keys that verl 0.9.1 ignores are set: " + "; ".join(bad), fix, where)
+
+
+def _check_renamed_modules(f: Facts, report: Report) -> None:
+    """Config paths into ``medix_verl.verl``, this package's former name."""
+    from omegaconf import OmegaConf
+
+    found = []
+
+    def walk(node, path):
+        if OmegaConf.is_dict(node):
+            for key in node.keys():
+                walk(node._get_node(key), f"{path}.{key}" if path else str(key))
+        elif OmegaConf.is_list(node):
+            for i in range(len(node)):
+                walk(node._get_node(i), f"{path}[{i}]")
+        else:
+            value = node._value() if hasattr(node, "_value") else node
+            if isinstance(value, str) and "medix_verl.verl." in value:
+                found.append(f"{path}={value}")
+
+    walk(f.cfg, "")
+    message = "medix_verl.verl is now medix_verl.integration: " + "; ".join(found)
+    fix = "write medix_verl.integration where the key says medix_verl.verl"
+    if found:
+        _refuse(report, "renamed-modules", message, fix, "hydra's import of the path (ModuleNotFoundError at start-up)")
 
 
 def _check_trainer_settings(f: Facts, report: Report) -> None:
@@ -246,7 +267,7 @@ def _check_trainer_settings(f: Facts, report: Report) -> None:
         hack_alarm_settings(cfg)
         band = group_filter_settings(cfg)
     except ValueError as exc:
-        _refuse(report, "trainer-settings", str(exc), "fix the key it names", "medix_verl/verl/trainer.py")
+        _refuse(report, "trainer-settings", str(exc), "fix the key it names", "medix_verl/integration/trainer.py")
         return
     if band["rule"] == "mean_band" and not _get(cfg, "algorithm.filter_groups.enable", False):
         _refuse(
@@ -725,7 +746,8 @@ def _check_judge(f: Facts, report: Report) -> None:
 CHECKS: list[Check] = [
     Check("training-gpus", _check_training_gpus, "verl/single_controller/ray/base.py", gate=True),
     Check("ignored-keys", _check_ignored_keys, "verl/experimental/reward_loop", config=True),
-    Check("trainer-settings", _check_trainer_settings, "medix_verl/verl/trainer.py", config=True),
+    Check("renamed-modules", _check_renamed_modules, "medix_verl/integration (formerly medix_verl/verl)", config=True),
+    Check("trainer-settings", _check_trainer_settings, "medix_verl/integration/trainer.py", config=True),
     Check("verl-validate-config", _check_verl_validate, "verl/utils/config.py:validate_config"),
     Check("actor-data-parallel", _check_actor_data_parallel, "verl/workers/engine_workers.py:train_mini_batch"),
     Check("mini-batches", _check_mini_batches, "verl/trainer/ppo/v1/trainer_base.py:_update_actor"),

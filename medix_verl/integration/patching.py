@@ -38,7 +38,7 @@ def require(owner: Any, names: Iterable[str], *, patch: str) -> None:
     >>> require(json, ["no_such_thing"], patch="example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    medix_verl.verl.patching.VerlMismatchError: example: json has no ['no_such_thing'] (written for verl 0.9.1; installed: ...)
+    medix_verl.integration.patching.VerlMismatchError: example: json has no ['no_such_thing'] (written for verl 0.9.1; installed: ...)
     """
     missing = [n for n in names if not hasattr(owner, n)]
     if missing:

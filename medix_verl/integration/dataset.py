@@ -1,6 +1,6 @@
 """verl dataset class for MediX-R1 data (``data.custom_cls``).
 
-    data.custom_cls.path=pkg://medix_verl.verl.dataset data.custom_cls.name=MedixDataset
+    data.custom_cls.path=pkg://medix_verl.integration.dataset data.custom_cls.name=MedixDataset
 
 Reads the parquet written by ``data_prep.medix_rl_data`` and also raw rows in the published
 columns (``id, image, source, problem, solution``), applying the release's prompt template on the

@@ -1,6 +1,6 @@
 """Fixes for verl 0.9.1 bugs that MediX-R1 data triggers, applied by the ``verl.plugins`` entry
 point in every verl process. Each one is narrow, says what it fixes, and checks that the code it
-replaces is still there (:mod:`medix_verl.verl.patching`): on a verl without it, the fix is skipped
+replaces is still there (:mod:`medix_verl.integration.patching`): on a verl without it, the fix is skipped
 with a warning that names both versions (the bug may be fixed or moved there).
 
 * Qwen2-VL / Qwen2.5-VL, a micro-batch with no image at all (MediX-R1 has text-only questions):

@@ -1,8 +1,8 @@
 """The ``medix`` trainer: verl 0.9.1's synchronous v1 PPO trainer plus what MediX-R1 needs, added
 through verl's trainer registry (``trainer.v1.trainer_mode=medix``), without forking verl. This
 module holds its settings and the functions it is made of (no verl import); the classes are in
-:mod:`medix_verl.verl.medix_trainer`, which checks what it overrides of verl's private classes
-when it registers (:mod:`medix_verl.verl.patching`).
+:mod:`medix_verl.integration.medix_trainer`, which checks what it overrides of verl's private classes
+when it registers (:mod:`medix_verl.integration.patching`).
 
 1. Per-part reward metrics at every training step. verl logs only the total score while training
    (its issue #2115); this logs the mean of every part of the composite (``reward/score/mean``,
@@ -258,7 +258,7 @@ def raise_on_reward_fault() -> None:
     verl 0.9.1 turns a reward's exception into a failed prompt group: the sync trainer then trains
     on the groups that are left (and stops only once none is), and DAPO's refill replaces each
     failed group with a new prompt, which against a dead judge fails again, forever
-    (:mod:`medix_verl.verl.faults`)."""
+    (:mod:`medix_verl.integration.faults`)."""
     fault = first_fault()
     if fault is not None:
         raise RuntimeError(
@@ -313,7 +313,7 @@ def _extra_infos(keys, partition_id):
 
 def register():
     """Register the ``medix`` trainer with verl (idempotent); returns (trainer, replay buffer) classes.
-    The classes live in :mod:`medix_verl.verl.medix_trainer`, which imports verl's trainer."""
+    The classes live in :mod:`medix_verl.integration.medix_trainer`, which imports verl's trainer."""
     import verl  # noqa: F401  (importing verl loads its plugins, ours included, which registers first)
 
     from . import medix_trainer

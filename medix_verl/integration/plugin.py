@@ -1,5 +1,5 @@
 """``verl.plugins`` entry point, loaded by every process that imports verl: registers the ``medix``
-reward manager and the ``medix`` trainer, applies :mod:`medix_verl.verl.compat`, and with
+reward manager and the ``medix`` trainer, applies :mod:`medix_verl.integration.compat`, and with
 ``VERL_PLATFORM=cpu`` (and only then) imports the dev kit's CPU backend
 (:mod:`medix_verl.devkit.cpu_backend`). A GPU run never imports the dev kit, so nothing in it can
 stop the reward manager from registering.

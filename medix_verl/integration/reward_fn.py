@@ -1,6 +1,6 @@
 """verl's ``reward.custom_reward_function`` entry point::
 
-    reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn
+    reward.custom_reward_function.path=pkg://medix_verl.integration.reward_fn
     reward.custom_reward_function.name=compute_score
 
 It works with verl's ``naive`` reward manager and with ours (``reward.reward_manager.name=medix``);

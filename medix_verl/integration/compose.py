@@ -1,10 +1,10 @@
 """Compose a MediX-R1 training config against the installed verl, without GPUs.
 
-    python -m medix_verl.verl.compose [OVERRIDES...]          # print the composed config as YAML
+    python -m medix_verl.integration.compose [OVERRIDES...]          # print the composed config as YAML
 
 Used by ``DRY_RUN=1 bash recipes/<recipe>.sh`` and before every real run. Exits 2, naming the
 key, when an override is unknown to verl 0.9.1 (hydra's own check) or when the
-:mod:`~medix_verl.verl.preflight` refuses the config: a legacy key that verl 0.9.1's reward loop
+:mod:`~medix_verl.integration.preflight` refuses the config: a legacy key that verl 0.9.1's reward loop
 silently ignores (top-level ``custom_reward_function.*`` and ``reward_model.*``), a bad medix
 trainer setting, or a layout verl would reject at run time (its report goes to stderr;
 ``MEDIX_PREFLIGHT=0`` skips the layout checks, for rehearsing a failure on purpose).
@@ -63,7 +63,9 @@ def main(argv=None) -> int:
     try:
         cfg = compose(overrides)
     except Exception as exc:  # hydra's errors name the bad override
-        print(f"medix_verl.verl.compose: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"medix_verl.integration.compose: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
         return 2
     print(OmegaConf.to_yaml(cfg, resolve=False))
     from .preflight import before_training

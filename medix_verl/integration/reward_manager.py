@@ -2,15 +2,15 @@
 
 Registered under the name ``medix`` when verl loads the ``verl.plugins`` entry point of this
 package (``reward.reward_manager.name=medix``), and loadable without the plugin as
-``reward.reward_manager.source=importlib reward.reward_manager.module.path=pkg://medix_verl.verl.reward_manager
+``reward.reward_manager.source=importlib reward.reward_manager.module.path=pkg://medix_verl.integration.reward_manager
 reward.reward_manager.name=MedixRewardManager``.
 
 It reads its settings from ``reward.custom_reward_function.reward_kwargs`` (the same keys as
-:func:`medix_verl.verl.reward_fn.compute_score`), builds the scorer once per reward worker (the
+:func:`medix_verl.integration.reward_fn.compute_score`), builds the scorer once per reward worker (the
 embedding model loads at start-up, not in the first step), and uses the judge verl manages when
 ``reward.reward_model.enable=True`` (the ``reward_router_address`` verl passes).
 
-Keep ``reward.custom_reward_function.path=pkg://medix_verl.verl.reward_fn``: verl's reward-loop worker
+Keep ``reward.custom_reward_function.path=pkg://medix_verl.integration.reward_fn``: verl's reward-loop worker
 sends samples to the reward manager only when a custom function is configured once a reward
 model is enabled.
 

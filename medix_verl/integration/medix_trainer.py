@@ -1,8 +1,8 @@
-"""The ``medix`` trainer's classes (:mod:`medix_verl.verl.trainer` says what they add): verl 0.9.1's
+"""The ``medix`` trainer's classes (:mod:`medix_verl.integration.trainer` says what they add): verl 0.9.1's
 synchronous v1 trainer and replay buffer, subclassed, registered with verl's trainer registry when
-this module is imported (:func:`medix_verl.verl.trainer.register` does, from the verl plugin).
+this module is imported (:func:`medix_verl.integration.trainer.register` does, from the verl plugin).
 What they override or read of verl's private classes is checked first
-(:mod:`medix_verl.verl.patching`): a verl without it stops here, naming what is missing.
+(:mod:`medix_verl.integration.patching`): a verl without it stops here, naming what is missing.
 
 Judge-error masking uses the subclass's own ``_compute_advantage``: verl's advantage runs on the
 judged rows only (the batch's ``select_keys``), and the masked rows get advantages and returns of
@@ -80,11 +80,11 @@ _TRAINER_NEEDS = (
 
 
 def check_verl() -> None:
-    """Stop with a :class:`~medix_verl.verl.patching.VerlMismatchError` naming what the classes
+    """Stop with a :class:`~medix_verl.integration.patching.VerlMismatchError` naming what the classes
     below need of verl and the installed verl lacks."""
     patch = "medix trainer"
     # GDPO's parts go into the batch through this module-level function, for one call (verl 0.9.1's
-    # v1 trainer passes uid alone to the advantage; medix_verl.verl.gdpo)
+    # v1 trainer passes uid alone to the advantage; medix_verl.integration.gdpo)
     require(trainer_base, ["compute_advantage_for_multi_trajectories"], patch=patch)
     require(ReplayBuffer, _BUFFER_NEEDS, patch=patch)
     require_params(ReplayBuffer.__init__, _BUFFER_ARGS, patch=patch)
@@ -283,7 +283,7 @@ class MedixTrainer(PPOTrainerSync):
         if not gdpo_keys:
             raise ValueError(
                 "algorithm.adv_estimator=gdpo needs algorithm.gdpo_reward_keys: ADV=gdpo on the recipe sets "
-                "the reward preset's parts and weights (python -m medix_verl.verl.gdpo PRESET prints them)"
+                "the reward preset's parts and weights (python -m medix_verl.integration.gdpo PRESET prints them)"
             )
         by_key = dict(zip(keys, infos))
         parts = gdpo_parts([by_key[k] for k in judged.keys], gdpo_keys, judged.keys)
