@@ -15,7 +15,7 @@ setup(
         include=["medix_verl", "medix_verl.*", "reward_fns", "reward_fns.*", "data_prep", "data_prep.*"]
     ),
     include_package_data=True,
-    package_data={"medix_verl": ["verl/config/*.yaml", "reward/data/*.jsonl"]},
+    package_data={"medix_verl": ["integration/config/*.yaml", "reward/data/*.jsonl"]},
     install_requires=[
         "verl==0.9.1",
         # what verl's default (v1) trainer imports but its base requirements omit
@@ -34,7 +34,7 @@ setup(
         "filelock",
         "qwen-vl-utils",
         "tqdm",
-        # medix-verl eval plots its results (eval/runner.py); verl and vLLM do not pull it in
+        # medix-verl eval plots its results (eval/reports.py); verl and vLLM do not pull it in
         "matplotlib",
     ],
     extras_require={

@@ -311,7 +311,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_compare(args: argparse.Namespace) -> int:
-    from .eval.runner import compare
+    from .eval.compare import compare
 
     try:
         print(compare([Path(d) for d in args.runs], Path(args.output) if args.output else None), end="")

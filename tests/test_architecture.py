@@ -202,9 +202,9 @@ def test_compat_fix_is_skipped_with_a_warning_when_its_target_is_gone(monkeypatc
 def test_cpu_backend_checks_the_verl_internals_it_registers_into(monkeypatch):
     from verl.workers.rollout import base
 
-    from medix_verl.devkit import cpu_backend
+    from medix_verl.devkit import hf_rollout
     from medix_verl.integration.patching import VerlMismatchError
 
     monkeypatch.delattr(base, "_ROLLOUT_REGISTRY")
     with pytest.raises(VerlMismatchError, match="_ROLLOUT_REGISTRY"):
-        cpu_backend._register_rollout()
+        hf_rollout.register()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow  # servers and subprocesses throughout
 
 @pytest.fixture(scope="module")
 def server(tiny_vl):
-    from medix_verl.devkit.cpu_backend import HFGenerationServer
+    from medix_verl.devkit.hf_rollout import HFGenerationServer
 
     return HFGenerationServer(str(tiny_vl), False, {"prompt_length": 512, "response_length": 12}, replica_rank=0)
 
@@ -86,7 +86,7 @@ def test_token_log_probs_match_the_actor_for_a_confident_token_over_a_real_vocab
     # torch's fp32 CPU log_softmax loses part of the tail's mass
     from verl.utils.torch_functional import logprobs_from_logits
 
-    from medix_verl.devkit.cpu_backend import token_log_probs
+    from medix_verl.devkit.hf_rollout import token_log_probs
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(151936, generator=g) - 5.2
@@ -164,7 +164,7 @@ def test_sleep_mode_is_vllms(tiny_vl, prompt):
     """sleep releases weights and KV cache (as verl's vLLM server does, unless free_cache_engine is
     false or the replica is standalone); wake_up brings them back by tag; a request or new weights
     while asleep is an error, never a silent generation from freed memory."""
-    from medix_verl.devkit.cpu_backend import HFGenerationServer
+    from medix_verl.devkit.hf_rollout import HFGenerationServer
 
     cfg = {"prompt_length": 512, "response_length": 4, "mode": "hybrid", "free_cache_engine": True}
     server = HFGenerationServer(str(tiny_vl), False, cfg, replica_rank=0)
@@ -192,7 +192,7 @@ def test_chat_endpoint_answers_as_vllm_does(smollm2_dir):
     import urllib.error
     import urllib.request
 
-    from medix_verl.devkit.cpu_backend import HFGenerationServer
+    from medix_verl.devkit.hf_rollout import HFGenerationServer
 
     cfg = {"prompt_length": 120, "response_length": 8, "mode": "colocated", "free_cache_engine": True}
     server = HFGenerationServer(str(smollm2_dir), False, cfg, replica_rank=0)

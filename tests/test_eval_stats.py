@@ -202,7 +202,8 @@ def test_consistency_counts_and_option_disagreements(tmp_path):
 
 # ----------------------------------------------------------------------------- closed vs open, modality
 def test_closed_and_open_accuracies_and_modalities_on_a_fixed_table(tmp_path):
-    from medix_verl.eval.runner import key_of, summarize, write_reports
+    from medix_verl.eval.reports import write_reports
+    from medix_verl.eval.runner import key_of, summarize
 
     # (reference, modality, score): closed 3 of 4 right, open 1 of 3 right (one open failed: left out)
     table = [
@@ -242,7 +243,7 @@ def _fake_run(folder, verdicts, outputs, task="rad_vqa"):
 
 
 def test_two_judges_on_the_same_answers_report_agreement_and_kappa(tmp_path):
-    from medix_verl.eval.runner import compare, paired_comparison
+    from medix_verl.eval.compare import compare, paired_comparison
 
     a = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1]
     b = [1, 0, 0, 0, 1, 0, 1, 1, 1, 1]
@@ -262,7 +263,7 @@ def test_two_judges_on_the_same_answers_report_agreement_and_kappa(tmp_path):
 
 
 def test_runs_over_different_answers_keep_the_paired_comparison_only(tmp_path):
-    from medix_verl.eval.runner import paired_comparison
+    from medix_verl.eval.compare import paired_comparison
 
     _fake_run(tmp_path / "model_a", [1, 0, 1, 1], ["a", "b", "c", "d"])
     _fake_run(tmp_path / "model_b", [1, 1, 1, 0], ["w", "x", "y", "z"])

@@ -520,3 +520,48 @@ def test_reuse_generations_reports_missing_answers_and_generates_them_only_when_
     assert filled.returncode == 0, filled.stderr
     reuse = json.loads((tmp_path / "r2" / "results.json").read_text())["run"]["reused_generations"]
     assert (reuse["reused"], reuse["generated"]) == (1, 1) and generated == 1
+
+
+#: what only the test extra installs (setup.py, extras_require["test"]): a GPU install has none
+TEST_EXTRA_MODULES = ("pytest", "_pytest", "hypothesis", "tiktoken", "gguf", "ruff")
+WITHOUT_TEST_EXTRA = f"""
+import importlib.abc, sys
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TEST_EXTRA_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (the test extra is not installed)")
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def without_test_extra(module, *args):
+    """``python -m module args`` as on an install without the test extra."""
+    code = WITHOUT_TEST_EXTRA + f"import runpy; sys.argv = ['{module}', *{list(args)!r}]\n"
+    code += f"runpy.run_module('{module}', run_name='__main__', alter_sys=True)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_eval_compare_score_and_the_task_list_run_without_the_test_extra(tmp_path, minilm_path):
+    """The README's install line without the test extra: eval (with its PNG), eval-compare,
+    score and the task list import nothing the test extra alone installs."""
+    write_tasks(tmp_path / "data")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": "r1", "response": "<X_RAY><thinking>t</thinking><answer>effusion</answer>",
+                                "ground_truth": "<X_RAY> effusion"}) + "\n")  # fmt: skip
+    with FakeJudge(chat_policy=policy) as model, FakeJudge(chat_policy=judge_policy) as judge:
+        for out in ("a", "b"):
+            cmd = eval_cmd(tmp_path / "data", tmp_path / out, model.url, judge.url, "--max-failure-rate", "0.2")
+            proc = without_test_extra("medix_verl.cli", *cmd[3:])
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (tmp_path / "a" / "results.png").stat().st_size > 0
+        proc = without_test_extra("medix_verl.cli", "eval-compare", str(tmp_path / "a"), str(tmp_path / "b"),
+                                  "-o", str(tmp_path / "cmp"))  # fmt: skip
+        assert proc.returncode == 0 and (tmp_path / "cmp" / "compare.png").exists(), proc.stderr[-3000:]
+        proc = without_test_extra("medix_verl.cli", "score", str(rows), "-o", str(tmp_path / "scored.jsonl"),
+                                  "--judge-url", judge.url, "--embed-model", minilm_path, "-q")  # fmt: skip
+        assert proc.returncode == 0 and (tmp_path / "scored.jsonl").read_text().count("\n") == 1, proc.stderr[-3000:]
+    proc = without_test_extra("data_prep.eval_sets", "--list")
+    assert proc.returncode == 0 and "rad_vqa" in proc.stdout, proc.stderr[-3000:]
+    # the blocker blocks: a command that needs pytest fails
+    assert without_test_extra("pytest", "--version").returncode != 0

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from . import openai_server
+
 _PRED = re.compile(r"Predicted:(.*?)\nGround Truth:(.*)\Z", re.DOTALL)
 
 
@@ -101,11 +103,9 @@ class FakeJudge:
         raw = await request.read()
         try:
             payload = json.loads(raw)
-            content = payload["messages"][-1]["content"]
-            if isinstance(content, list):  # OpenAI content parts: keep the text parts
-                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            content = openai_server.message_text(payload["messages"][-1]["content"])
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return web.json_response({"error": {"message": "bad request body"}}, status=400)
+            return openai_server.error(400, "bad request body")
         self.payloads.append(payload)
         key = content
         self.attempts[key] += 1
@@ -115,19 +115,13 @@ class FakeJudge:
             request.transport.close()
             return web.Response(status=500)
         if self.context_chars is not None and len(content) > self.context_chars:
-            message = (
-                f"This model's maximum context length is {self.context_chars} tokens. However, you requested "
-                f"{len(content)} tokens in the messages. Please reduce the length of the messages."
-            )
-            return web.json_response(
-                {"object": "error", "message": message, "type": "BadRequestError", "code": 400}, status=400
-            )
+            return openai_server.context_error(self.context_chars, len(content))
         if self.status is not None:
-            return web.json_response({"error": {"message": f"forced {self.status}"}}, status=self.status)
+            return openai_server.error(self.status, f"forced {self.status}")
         if self.attempts[key] <= self.fail_first:
-            return web.json_response({"error": {"message": "flaky"}}, status=self.fail_status)
+            return openai_server.error(self.fail_status, "flaky")
         if self.error_rate and self._rng.random() < self.error_rate:
-            return web.json_response({"error": {"message": "random failure"}}, status=500)
+            return openai_server.error(500, "random failure")
         if self.reset_rate and self._rng.random() < self.reset_rate:
             request.transport.close()
             return web.Response(status=500)
@@ -146,7 +140,7 @@ class FakeJudge:
             return web.json_response(body)
         if self.malformed:
             return web.Response(text="<html>not json</html>", content_type="text/html")
-        choice = {"index": 0, "finish_reason": "stop"}
+        choice = {}
         if self.yes_prob is not None:
             import math
 
@@ -161,16 +155,10 @@ class FakeJudge:
             reply = self.chat_policy(payload)
         else:
             reply = self.policy(content)
-        choice["message"] = {"role": "assistant", "content": reply}
-        return web.json_response(
-            {
-                "id": f"cmpl-{self.served}",
-                "object": "chat.completion",
-                "model": payload.get("model"),
-                "choices": [choice],
-                "usage": {"prompt_tokens": len(content.split()), "completion_tokens": 1, "total_tokens": 1},
-            }
+        body = openai_server.completion(
+            payload.get("model"), reply, prompt_tokens=len(content.split()), completion_tokens=1, choice=choice
         )
+        return web.json_response(body)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """An instant OpenAI ``/v1/embeddings``: a deterministic unit vector per text (texts that
@@ -188,20 +176,10 @@ class FakeJudge:
             data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
         return web.json_response({"object": "list", "data": data, "model": payload.get("model")})
 
-    async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
-
     async def _start(self) -> None:
         self._capacity = asyncio.Semaphore(self.capacity or 1_000_000)
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        app = openai_server.application(self._handle, "fake", embeddings=self._embeddings)
+        self._runner, self.port = await openai_server.serve(app, port=self._port, shutdown_timeout=0.5)
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()

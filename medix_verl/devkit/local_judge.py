@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
-import time
-import uuid
 from pathlib import Path
 
 from aiohttp import web
+
+from . import openai_server
 
 SERVED_NAME = "smollm2-135m-instruct"
 
@@ -49,9 +49,7 @@ class LocalJudge:
             raise ValueError("logprobs are not supported by this server")
         text_messages = []
         for m in messages:
-            content = m.get("content")
-            if isinstance(content, list):  # OpenAI content parts: text only
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = openai_server.message_text(m.get("content"))
             if not isinstance(content, str):
                 raise ValueError("message content must be text")
             text_messages.append({"role": m.get("role", "user"), "content": content})
@@ -72,38 +70,23 @@ class LocalJudge:
         finish = "stop" if len(new) and int(new[-1]) == self.tokenizer.eos_token_id else "length"
         reply = self.tokenizer.decode(new, skip_special_tokens=True)
         self.served += 1
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}],
-            "usage": {
-                "prompt_tokens": int(ids.shape[1]),
-                "completion_tokens": int(len(new)),
-                "total_tokens": int(ids.shape[1] + len(new)),
-            },
-        }
+        return openai_server.completion(
+            self.name, reply, prompt_tokens=ids.shape[1], completion_tokens=len(new), finish_reason=finish
+        )
 
     def app(self) -> web.Application:
         async def chat(request: web.Request) -> web.Response:
             try:
                 payload = await request.json()
             except ValueError:
-                return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
+                return openai_server.error(400, "body is not JSON")
             try:
                 body = await asyncio.to_thread(self.complete, payload)
             except ValueError as exc:
-                return web.json_response({"error": {"message": str(exc)}}, status=400)
+                return openai_server.error(400, str(exc))
             return web.json_response(body)
 
-        async def models(request: web.Request) -> web.Response:
-            return web.json_response({"object": "list", "data": [{"id": self.name, "object": "model"}]})
-
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_get("/v1/models", models)
-        return app
+        return openai_server.application(chat, self.name)
 
 
 def main(argv=None) -> None:
@@ -126,11 +109,7 @@ def main(argv=None) -> None:
     judge = LocalJudge(model_dir, threads=args.threads)
 
     async def serve():
-        runner = web.AppRunner(judge.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", args.port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        _, port = await openai_server.serve(judge.app(), port=args.port)
         url = f"http://127.0.0.1:{port}/v1"
         print(url, flush=True)
         if args.url_file:
