@@ -41,7 +41,7 @@ setup(
         # A GPU node: vLLM and torch as verl's own `vllm` extra pins them. flash-attn is a second
         # step (recipes/install_gpu.sh): its setup imports torch, so it cannot build in this resolution.
         "gpu": ["verl[vllm]==0.9.1"],
-        "test": ["pytest>=8", "hypothesis>=6", "tiktoken", "gguf", "ruff==0.17.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6", "tiktoken", "gguf", "ruff==0.17.6"],
     },
     entry_points={
         "console_scripts": ["medix-verl=medix_verl.cli:main"],

@@ -11,6 +11,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: test files that start a Ray cluster: one worker runs them one after another (``ray.init()``
+#: joins a cluster that ``ray start`` left running on the machine instead of starting its own)
+RAY_FILES = {"test_tiny_cpu_run.py", "test_launchers.py", "test_faults.py", "test_rehearse.py", "test_slurm_requeue.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``-n 2 --dist loadgroup``, as .ci/run runs): a file's tests stay on one
+    worker (its module fixtures start once), and the files that start Ray share one worker, handed
+    out first (they are the longest: the CPU training runs)."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_FILES else name))
+    items.sort(key=lambda item: item.path.name not in RAY_FILES)  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
