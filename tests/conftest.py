@@ -16,15 +16,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 RAY_FILES = {"test_tiny_cpu_run.py", "test_launchers.py", "test_faults.py", "test_rehearse.py", "test_slurm_requeue.py"}
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``, as .ci/run runs): a file's tests stay on one
-    worker (its module fixtures start once), and the files that start Ray share one worker, handed
-    out first (they are the longest: the CPU training runs)."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_FILES else name))
-    items.sort(key=lambda item: item.path.name not in RAY_FILES)  # stable: the rest keep their order
+    """The files that start Ray first (they are the longest: the CPU training runs); the others
+    keep their order."""
+    items.sort(key=lambda item: item.path.name not in RAY_FILES)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """With pytest-xdist (``-n 2``, as .ci/run runs): a file's tests stay on one worker (its module
+    fixtures start once), and the files that start Ray share one worker, one after another."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "ray" if Path(path).name in RAY_FILES else path
+
+    return FileScopes(config, log)
 
 
 @pytest.fixture(scope="session")
