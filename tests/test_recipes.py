@@ -173,3 +173,27 @@ def test_gpu_install_is_two_steps_so_flash_attn_builds_against_the_installed_tor
     assert pips[0] == f"-m pip install -e {ROOT}[gpu]"
     assert pips[1] == "-m pip install --no-build-isolation flash-attn==2.8.3"
     assert lines.index(pips[0]) < lines.index(pips[1])
+
+
+def test_a_real_run_checks_first_then_becomes_verls_main_ppo(monkeypatch, capsys):
+    """On a machine with the GPUs, a recipe composes and checks the config (the report on stderr,
+    nothing on stdout) and then execs verl's main_ppo with the package's config and the recipe's
+    overrides; a refused layout never gets there."""
+    from medix_verl.integration import layout
+
+    started = []
+    monkeypatch.setattr(layout, "gpus_on_this_machine", lambda: 8)
+    monkeypatch.setattr(layout.os, "execv", lambda exe, argv: started.append(argv))
+    for name in ("DRY_RUN", "JUDGE", "GPUS_PER_NODE", "NNODES", "SIZE", "ADV", "PRESET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUDGE_URL", "http://10.0.0.5:8085/v1")
+    layout.main(["medix_r1_qwen_7b", "trainer.total_epochs=1"])
+    out = capsys.readouterr()
+    assert out.out == "" and "OK: verl's validate_config" in out.err
+    argv = started[0]
+    assert argv[1:3] == ["-m", "verl.trainer.main_ppo"] and "--config-name=medix_r1" in argv
+    assert "actor_rollout_ref.actor.policy_loss.loss_mode=gspo" in argv and argv[-1] == "trainer.total_epochs=1"
+    monkeypatch.setenv("GPUS_PER_NODE", "6")
+    monkeypatch.setattr(layout, "gpus_on_this_machine", lambda: 6)
+    assert layout.main(["medix_r1_qwen_7b"]) == 2 and len(started) == 1
+    assert "[actor-data-parallel]" in capsys.readouterr().err

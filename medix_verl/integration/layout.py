@@ -45,6 +45,7 @@ SIZE must be 2b, 8b or 30b, got '4b'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -320,12 +321,8 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 3
-    with open(os.devnull, "w") as quiet:
-        stdout, sys.stdout = sys.stdout, quiet
-        try:
-            rc = compose_main(overrides)
-        finally:
-            sys.stdout = stdout
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the report only, not the YAML
+        rc = compose_main(overrides)
     if rc != 0:
         return rc
     command = [sys.executable, "-m", "verl.trainer.main_ppo", f"--config-path={CONFIG_DIR}"]
