@@ -238,18 +238,16 @@ def _check_renamed_modules(f: Facts, report: Report) -> None:
     found = []
 
     def walk(node, path):
-        if OmegaConf.is_dict(node):
-            for key in node.keys():
-                walk(node._get_node(key), f"{path}.{key}" if path else str(key))
-        elif OmegaConf.is_list(node):
-            for i in range(len(node)):
-                walk(node._get_node(i), f"{path}[{i}]")
-        else:
-            value = node._value() if hasattr(node, "_value") else node
-            if isinstance(value, str) and "medix_verl.verl." in value:
-                found.append(f"{path}={value}")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+        elif isinstance(node, str) and "medix_verl.verl." in node:
+            found.append(f"{path}={node}")
 
-    walk(f.cfg, "")
+    walk(OmegaConf.to_container(f.cfg, resolve=False), "")
     message = "medix_verl.verl is now medix_verl.integration: " + "; ".join(found)
     fix = "write medix_verl.integration where the key says medix_verl.verl"
     if found:
