@@ -400,7 +400,7 @@ def _cmd_eval_series(args: argparse.Namespace) -> int:
 
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
-    from .verl.preflight import CHECKS
+    from .integration.preflight import CHECKS
 
     if args.list:
         for check in CHECKS:
@@ -410,9 +410,9 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     if not args.recipe:
         print("medix-verl preflight: name a recipe (or --list)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .verl.compose import compose
-    from .verl.layout import LayoutError, recipe_overrides
-    from .verl.preflight import before_training
+    from .integration.compose import compose
+    from .integration.layout import LayoutError, recipe_overrides
+    from .integration.preflight import before_training
 
     try:
         overrides = recipe_overrides(args.recipe, extra=args.overrides)

@@ -77,6 +77,29 @@ def test_medix_verl_rooms_import_downwards_only(room):
     assert not bad, bad
 
 
+@pytest.mark.parametrize("package", sorted(TOP_LEVEL))
+def test_every_import_of_our_own_modules_names_one_that_exists(package):
+    """A relative or absolute import of this project's modules that names none (a rename left
+    behind) fails only when that code runs: found here, for every file."""
+    import importlib.util
+
+    def exists(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ModuleNotFoundError, AttributeError, ValueError):  # a name inside a module
+            return False
+
+    bad = []
+    for path in _sources(package):
+        for name in _imports(path):
+            if name.split(".")[0] not in TOP_LEVEL:
+                continue
+            # ``from pkg import name`` also lists ``pkg.name``, which may be an attribute, not a module
+            if not exists(name) and not exists(name.rsplit(".", 1)[0]):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, bad
+
+
 def test_every_module_is_in_a_room_or_named_beside_them():
     loose = sorted(p.name for p in (ROOT / "medix_verl").glob("*.py"))
     assert loose == ["__init__.py", "cli.py", "jsonl.py"]

@@ -327,3 +327,21 @@ def test_every_check_names_the_code_it_answers_to_and_runs_on_every_path():
     keys_only = preflight(cfg, layout=False)
     assert refused(keys_only) == {"ignored-keys"} and "layout checks skipped" not in keys_only.render()
     assert refused(preflight(cfg)) == {"ignored-keys", "actor-data-parallel"}
+
+
+def test_the_preflight_command_lists_the_checks_and_checks_a_recipe(monkeypatch, capsys):
+    from medix_verl.cli import main
+    from medix_verl.integration.preflight import CHECKS
+
+    assert main(["preflight", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == [c.name for c in CHECKS]
+    for name in ("JUDGE", "JUDGE_URL", "MEDIX_JUDGE_URL", "NNODES", "ADV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GPUS_PER_NODE", "6")
+    assert main(["preflight", "recipes/medix_r1_qwen_7b.sh"]) == 2
+    assert "[actor-data-parallel]" in capsys.readouterr().out
+    monkeypatch.setenv("GPUS_PER_NODE", "8")
+    monkeypatch.setenv("JUDGE_URL", REMOTE)
+    assert main(["preflight", "medix_r1_qwen_7b", "trainer.total_epochs=1"]) == 0
+    assert main(["preflight", "nope"]) == 2 and "no training recipe 'nope'" in capsys.readouterr().err
