@@ -224,16 +224,19 @@ class MedixTrainer(PPOTrainerSync):
                 flush=True,
             )
 
+    def _save_unless_saved(self) -> None:
+        """A checkpoint of this step, unless verl's save_freq already made it."""
+        if getattr(self, "_medix_saved_step", None) != self.global_steps:
+            self._save_checkpoint()
+
     def on_step_end(self):
         hack = getattr(self, "_medix_hack_stop", None)
         if hack is not None:
-            if getattr(self, "_medix_saved_step", None) != self.global_steps:
-                self._save_checkpoint()
+            self._save_unless_saved()
             raise RuntimeError(f"{hack} (checkpoint global_step_{self.global_steps} saved)")
         stop = stop_file(self.config)
         if os.path.exists(stop):
-            if getattr(self, "_medix_saved_step", None) != self.global_steps:
-                self._save_checkpoint()
+            self._save_unless_saved()
             os.remove(stop)
             print(
                 f"[medix trainer] stop requested ({stop}): checkpoint global_step_{self.global_steps} saved; "
@@ -266,7 +269,8 @@ class MedixTrainer(PPOTrainerSync):
         if masking:
             metrics[f"{PREFIX}/judge_error_masked"] = len(masked)
         self._count_step([i for k, i in zip(batch.keys, infos) if k in real], len(masked), metrics)
-        judged = batch.select_keys([k for k in batch.keys if k not in set(masked)]) if masked else batch
+        dropped = set(masked)
+        judged = batch.select_keys([k for k in batch.keys if k not in dropped]) if masked else batch
         if not judged.keys:
             out = None
         elif self.config.algorithm.adv_estimator == gdpo.ESTIMATOR:

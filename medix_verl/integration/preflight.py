@@ -53,11 +53,11 @@ class Report:
     notes: list[str] = field(default_factory=list)
     layout: list[tuple[str, str]] = field(default_factory=list)
 
+    skipped_layout: bool = False
+
     @property
     def ok(self) -> bool:
         return not self.refusals
-
-    skipped_layout: bool = False
 
     def render(self) -> str:
         out = ["medix-verl preflight (verl 0.9.1)"]
@@ -628,14 +628,14 @@ def _urls(value) -> list[str]:
 
 
 def _check_judge(f: Facts, report: Report) -> None:
-    cfg, judge_verl, rm, kwargs, nnodes, gpus = f.cfg, f.judge_verl, f.rm, f.kwargs, f.nnodes, f.gpus
+    judge_verl, rm, kwargs, nnodes, gpus = f.judge_verl, f.rm, f.kwargs, f.nnodes, f.gpus
     refuse = report.refusals.append
     judge_url = kwargs.get("judge_url")
     judge_model = kwargs.get("judge_model")
-    response_len = int(_get(cfg, "data.max_response_length"))
+    response_len = f.response_len
     if judge_verl:
         rm_roll = rm.get("rollout") or {}
-        if rm.get("enable_resource_pool", False) and rm_roll.get("free_cache_engine", True):
+        if f.judge_pool and rm_roll.get("free_cache_engine", True):
             refuse(
                 Problem(
                     "judge-asleep",
@@ -665,7 +665,7 @@ def _check_judge(f: Facts, report: Report) -> None:
             )
         tp = int(rm_roll.get("tensor_model_parallel_size") or 1)
         rm_gpus = int(rm.get("n_gpus_per_node") or 0)
-        if rm.get("enable_resource_pool", False) and (rm_gpus < tp or rm_gpus % tp):
+        if f.judge_pool and (rm_gpus < tp or rm_gpus % tp):
             refuse(
                 Problem(
                     "judge-tensor-parallel",
@@ -676,7 +676,7 @@ def _check_judge(f: Facts, report: Report) -> None:
             )
         judge_ctx = rm_roll.get("max_model_len")
         rm_nodes = int(rm.get("nnodes") or 1)
-        if rm.get("enable_resource_pool", False) and rm_nodes > nnodes:
+        if f.judge_pool and rm_nodes > nnodes:
             refuse(
                 Problem(
                     "judge-nodes",
@@ -686,7 +686,7 @@ def _check_judge(f: Facts, report: Report) -> None:
                     "verl/trainer/ppo/v1/trainer_base.py:_init_resource_pool_mgr (reward pool placement)",
                 )
             )
-        if rm.get("enable_resource_pool", False) and rm_gpus >= tp and rm_gpus % tp == 0:
+        if f.judge_pool and rm_gpus >= tp and rm_gpus % tp == 0:
             report.layout.append(
                 (
                     "judge replicas",
@@ -694,7 +694,7 @@ def _check_judge(f: Facts, report: Report) -> None:
                     "behind verl's least-loaded router",
                 )
             )
-        if rm.get("enable_resource_pool", False) and nnodes > rm_nodes:
+        if f.judge_pool and nnodes > rm_nodes:
             report.notes.append(
                 f"the judge's pool is on {rm_nodes} node(s) but training uses {gpus} GPUs on each of {nnodes} "
                 f"nodes: {rm_gpus} GPUs stay idle on each of the other {nnodes - rm_nodes} node(s); with several "
