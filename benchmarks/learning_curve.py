@@ -59,7 +59,7 @@ def curve_overrides(name: str) -> list[str]:
     >>> curve_overrides("score"), curve_overrides("grpo")
     (['trainer.v1.medix.judge_errors=score'], [])
     >>> curve_overrides("gdpo")[0]
-    'algorithm.adv_estimator=gdpo'
+    'algorithm.adv_estimator=medix_gdpo'
     """
     if name in ("mask", "score"):
         return [f"trainer.v1.medix.judge_errors={name}"]

@@ -79,7 +79,7 @@ def run(monkeypatch, groups, errors=(), estimator="grpo", parts=None, judge_erro
         "norm_adv_by_std_in_grpo": True,
         "rollout_correction": {"bypass_mode": True},
     }
-    if estimator == "gdpo":
+    if estimator == "medix_gdpo":
         algorithm.update(gdpo_reward_keys=["accuracy_llm", "format"], gdpo_reward_weights=[0.9, 0.1])
     trainer.config = OmegaConf.create(
         {
@@ -137,7 +137,7 @@ def gdpo(monkeypatch, rows, sizes, errors=()):
     for size in sizes:
         groups.append([0.9 * a + 0.1 * f for a, f in rows[start : start + size]])
         start += size
-    adv, _, metrics = run(monkeypatch, groups, errors=errors, estimator="gdpo", parts=parts)
+    adv, _, metrics = run(monkeypatch, groups, errors=errors, estimator="medix_gdpo", parts=parts)
     return adv, metrics
 
 
@@ -161,9 +161,24 @@ def test_gdpo_names_a_sample_without_the_part():
         gdpo_parts([{"accuracy_llm": 1.0}, {"format": 1.0}], ["accuracy_llm"], ["k0", "k1"])
 
 
-def test_gdpo_puts_what_it_reads_in_the_batch_for_one_call_only(monkeypatch):
-    import verl.trainer.ppo.v1.trainer_base as trainer_base
+def test_gdpo_is_handed_the_parts_for_one_call_only(monkeypatch):
+    from medix_verl.integration import medix_trainer
 
-    before = trainer_base.compute_advantage_for_multi_trajectories
     gdpo(monkeypatch, ROWS, [5, 3], errors={1})
-    assert trainer_base.compute_advantage_for_multi_trajectories is before
+    assert medix_trainer._GDPO_PARTS.get() is None
+
+
+def test_gdpo_is_an_estimator_in_verls_registry_and_verls_own_gdpo_is_refused_by_name():
+    from verl.trainer.ppo import core_algos
+
+    from medix_verl.integration.trainer import register
+
+    trainer_cls, _ = register()
+    estimator = core_algos.get_adv_estimator_fn("medix_gdpo")
+    # outside the trainer's advantage step nobody has handed it the parts
+    mask = torch.ones(2, 3)
+    with pytest.raises(RuntimeError, match="trainer.v1.trainer_mode=medix"):
+        estimator(token_level_rewards=mask, response_mask=mask, index=np.array(["g", "g"], dtype=object))
+    config = OmegaConf.create({"algorithm": {"adv_estimator": "gdpo"}, "trainer": {"v1": {"trainer_mode": "medix"}}})
+    with pytest.raises(ValueError, match="algorithm.adv_estimator=medix_gdpo"):
+        trainer_cls(config)

@@ -293,7 +293,7 @@ def test_judge_nodes_spread_the_verl_judge_and_more_than_the_run_has_is_refused(
 
 def test_adv_gdpo_sets_the_presets_parts_and_bad_keys_are_refused():
     overrides = recipe_overrides("7b", {"ADV": "gdpo"})
-    assert "algorithm.adv_estimator=gdpo" in overrides
+    assert "algorithm.adv_estimator=medix_gdpo" in overrides
     assert "++algorithm.gdpo_reward_keys=[accuracy_llm,accuracy_embed,modality,format]" in overrides
     report = check("7b", {"ADV": "gdpo"})
     assert report.ok, report.render()
@@ -305,6 +305,9 @@ def test_adv_gdpo_sets_the_presets_parts_and_bad_keys_are_refused():
     assert "['not_a_part']" in bad.render() and "2 gdpo_reward_keys" in bad.render()
     sync = check("7b", {"ADV": "gdpo"}, "trainer.v1.trainer_mode=sync")
     assert refused(sync) == {"gdpo-reward-keys"} and "trainer_mode=sync" in sync.render()
+    # verl's own gdpo fails at the first advantage under the v1 trainer: refused, naming ours
+    verls = check("7b", {"ADV": "gdpo"}, "algorithm.adv_estimator=gdpo")
+    assert refused(verls) == {"gdpo-reward-keys"} and "algorithm.adv_estimator=medix_gdpo" in verls.render()
     with pytest.raises(layout.LayoutError, match="ADV must be gdpo"):
         recipe_overrides("7b", {"ADV": "gpdo"})
 

@@ -330,7 +330,7 @@ def adv_overrides(extra: list[str], adv: str | None = None) -> list[str]:
     it) for the preset the overrides choose (release by default).
 
     >>> adv_overrides(["reward.custom_reward_function.reward_kwargs.preset=robust"], "gdpo")[0]
-    'algorithm.adv_estimator=gdpo'
+    'algorithm.adv_estimator=medix_gdpo'
     >>> adv_overrides([], "")
     []
     """

@@ -1,19 +1,22 @@
-"""GDPO as an opt-in (``ADV=gdpo``): verl's ``algorithm.adv_estimator=gdpo`` with the composite's
-parts as its reward keys and the preset's weights. **Not the paper's setting**: the release adds
+"""GDPO as an opt-in (``ADV=gdpo``): verl's GDPO with the composite's parts as its reward keys and
+the preset's weights, run as the advantage estimator ``medix_gdpo``. **Not the paper's setting**: the release adds
 the parts into one score and normalises that within each group (GRPO); GDPO normalises each part
 within its group on its own, then adds them with the same weights and whitens the batch
 (arXiv 2601.05242; verl issues #4862, #5394).
 
-verl 0.9.1's GDPO reads each part from the batch's ``non_tensor_batch``, which its v1 trainer does
-not fill (it reads ``uid`` and the tensors only), and logs ``gdpo/<key>/mean`` only in the legacy
-trainer. The ``medix`` trainer fills the parts from the reward's per-sample results and logs
+verl 0.9.1's GDPO (``adv_estimator=gdpo``) reads each part from the batch's ``non_tensor_batch``,
+and the prompts and attention mask from its tensors, none of which its v1 trainer passes (it
+passes ``uid`` and the response mask), so under the v1 trainer it fails at the first advantage;
+it logs ``gdpo/<key>/mean`` only in the legacy trainer. ``medix_gdpo`` is registered with verl's
+estimator registry by the ``medix`` trainer: it hands verl's own GDPO function the parts the
+trainer took from the reward's per-sample results (:func:`inputs`), and the trainer logs
 ``gdpo/<key>/{mean,std}``; judge-error masking holds (a masked sample is left out of every part's
 normalisation and of the batch whitening, and gets zero advantage).
 
 >>> gdpo_keys_and_weights("release")
 (['accuracy_llm', 'accuracy_embed', 'modality', 'format'], [0.5175, 0.3375, 0.045, 0.1])
 >>> print("\\n".join(overrides("release")))
-algorithm.adv_estimator=gdpo
+algorithm.adv_estimator=medix_gdpo
 ++algorithm.gdpo_reward_keys=[accuracy_llm,accuracy_embed,modality,format]
 ++algorithm.gdpo_reward_weights=[0.5175,0.3375,0.045,0.1]
 """
@@ -27,7 +30,10 @@ from typing import Any
 from reward_fns import get_preset, leaf_parts
 from reward_fns.weights import combine
 
-ESTIMATOR = "gdpo"
+#: the estimator the ``medix`` trainer registers (verl's GDPO, given the parts)
+ESTIMATOR = "medix_gdpo"
+#: verl's own, which under the v1 trainer fails at the first advantage
+VERL_ESTIMATOR = "gdpo"
 
 
 def gdpo_keys_and_weights(preset: str, weights: Mapping[str, Any] | None = None) -> tuple[list[str], list[float]]:
@@ -50,7 +56,7 @@ def overrides(preset: str, weights: Mapping[str, Any] | None = None) -> list[str
 
 def check(algorithm, produced: list[str]) -> list[str]:
     """Problems of a GDPO config against the parts the reward ``produced`` (empty: fine)."""
-    if algorithm.get("adv_estimator") != ESTIMATOR:
+    if algorithm.get("adv_estimator") not in (ESTIMATOR, VERL_ESTIMATOR):
         return []
     keys = list(algorithm.get("gdpo_reward_keys") or [])
     weights = algorithm.get("gdpo_reward_weights")
@@ -69,28 +75,56 @@ def check(algorithm, produced: list[str]) -> list[str]:
     return problems
 
 
-def with_parts(compute, parts: Mapping[str, Any]):
-    """``compute`` (verl's advantage function) with what verl's GDPO reads put into the batch
-    first: the per-part arrays in ``non_tensor_batch``, and where the v1 trainer leaves them out
-    (it passes the response mask, not the prompts or the attention mask), a ``prompts`` of width
-    0 and an ``attention_mask`` that ends at each response's last token, from which GDPO places
-    each part's score on that token, as it does with the real ones."""
+def estimator_problem(adv_estimator: str, trainer_mode: str | None) -> str | None:
+    """What is wrong with running ``adv_estimator`` under verl's v1 ``trainer_mode`` for GDPO
+    (None: nothing, or not GDPO).
 
-    def filled(data, *args, **kwargs):
-        import torch
+    >>> estimator_problem("medix_gdpo", "medix") is None
+    True
+    >>> print(estimator_problem("gdpo", "medix"))
+    algorithm.adv_estimator=gdpo: verl 0.9.1's v1 trainer does not pass the reward parts, prompts or attention mask that verl's GDPO reads (it fails at the first advantage); set algorithm.adv_estimator=medix_gdpo, verl's GDPO given the parts (ADV=gdpo on a recipe sets it)
+    """
+    if adv_estimator == VERL_ESTIMATOR:
+        return (
+            f"algorithm.adv_estimator={VERL_ESTIMATOR}: verl 0.9.1's v1 trainer does not pass the reward parts, "
+            "prompts or attention mask that verl's GDPO reads (it fails at the first advantage); set "
+            f"algorithm.adv_estimator={ESTIMATOR}, verl's GDPO given the parts (ADV=gdpo on a recipe sets it)"
+        )
+    if adv_estimator == ESTIMATOR and trainer_mode != "medix":
+        return (
+            f"algorithm.adv_estimator={ESTIMATOR} is registered and given the reward parts by the medix trainer "
+            f"(trainer.v1.trainer_mode=medix), not by trainer.v1.trainer_mode={trainer_mode}"
+        )
+    return None
 
-        for key, values in parts.items():
-            data.non_tensor_batch[key] = values
-        if "prompts" not in data.batch.keys() or "attention_mask" not in data.batch.keys():
-            mask = data.batch["response_mask"]
-            width = mask.shape[1]
-            last = width - 1 - mask.flip(1).to(torch.int64).argmax(dim=1)  # the last response token
-            ends = torch.arange(width, device=mask.device).unsqueeze(0) <= last.unsqueeze(1)
-            data.batch["attention_mask"] = ends.to(torch.int64)
-            data.batch["prompts"] = torch.zeros((mask.shape[0], 0), dtype=torch.int64, device=mask.device)
-        return compute(data, *args, **kwargs)
 
-    return filled
+def inputs(parts: Mapping[str, Any], index, response_mask) -> tuple[dict, dict]:
+    """What verl's GDPO function reads besides the rewards, for rows whose group ids are ``index``
+    and whose responses are ``response_mask`` (a 0/1 tensor, rows x response tokens):
+    ``non_tensor_batch`` (each part's per-row values, and ``uid``) and ``batch`` (a ``prompts`` of
+    width 0 and an ``attention_mask`` that ends at each response's last token, from which GDPO
+    places each part's score on that token, as it does with the real ones). A part whose length is
+    not the rows' is an error naming it.
+
+    >>> import torch
+    >>> mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    >>> non_tensor, batch = inputs({"format": [1.0, 0.0]}, ["g0", "g0"], mask)
+    >>> sorted(non_tensor), batch["attention_mask"].tolist(), tuple(batch["prompts"].shape)
+    (['format', 'uid'], [[1, 1, 0], [1, 1, 1]], (2, 0))
+    """
+    import torch
+
+    rows = response_mask.shape[0]
+    non_tensor = {"uid": index}
+    for key, values in parts.items():
+        if len(values) != rows:
+            raise ValueError(f"GDPO part {key!r} has {len(values)} values for {rows} rows")
+        non_tensor[key] = values
+    width = response_mask.shape[1]
+    last = width - 1 - response_mask.flip(1).to(torch.int64).argmax(dim=1)  # each response's last token
+    ends = torch.arange(width, device=response_mask.device).unsqueeze(0) <= last.unsqueeze(1)
+    prompts = torch.zeros((rows, 0), dtype=torch.int64, device=response_mask.device)
+    return non_tensor, {"prompts": prompts, "attention_mask": ends.to(torch.int64)}
 
 
 def main(argv: list[str] | None = None) -> int:

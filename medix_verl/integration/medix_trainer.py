@@ -7,7 +7,9 @@ What they override or read of verl's private classes is checked first
 Judge-error masking uses the subclass's own ``_compute_advantage``: verl's advantage runs on the
 judged rows only (the batch's ``select_keys``), and the masked rows get advantages and returns of
 0 in the transfer queue, so a masked row is in no group's baseline, in no GDPO part's
-normalisation and in no batch whitening.
+normalisation and in no batch whitening. GDPO runs as the estimator ``medix_gdpo``, registered
+here with verl's estimator registry (:mod:`medix_verl.integration.gdpo`): the trainer hands it the
+parts for the one ``_compute_advantage`` call through a context variable of this module.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter, defaultdict
+from contextvars import ContextVar
 
 import numpy as np
 import torch
 import transfer_queue as tq
-import verl.trainer.ppo.v1.trainer_base as trainer_base
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
+from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -83,9 +86,21 @@ def check_verl() -> None:
     """Stop with a :class:`~medix_verl.integration.patching.VerlMismatchError` naming what the classes
     below need of verl and the installed verl lacks."""
     patch = "medix trainer"
-    # GDPO's parts go into the batch through this module-level function, for one call (verl 0.9.1's
-    # v1 trainer passes uid alone to the advantage; medix_verl.integration.gdpo)
-    require(trainer_base, ["compute_advantage_for_multi_trajectories"], patch=patch)
+    # medix_gdpo: registered with verl's estimator registry, runs verl's GDPO function
+    require(core_algos, ["register_adv_est", "compute_gdpo_outcome_advantage"], patch=patch)
+    require_params(
+        core_algos.compute_gdpo_outcome_advantage,
+        (
+            "token_level_rewards",
+            "response_mask",
+            "index",
+            "norm_adv_by_std_in_grpo",
+            "config",
+            "non_tensor_batch",
+            "batch",
+        ),
+        patch=patch,
+    )
     require(ReplayBuffer, _BUFFER_NEEDS, patch=patch)
     require_params(ReplayBuffer.__init__, _BUFFER_ARGS, patch=patch)
     require(PPOTrainerSync, _TRAINER_NEEDS, patch=patch)
@@ -93,6 +108,33 @@ def check_verl() -> None:
 
 
 check_verl()
+
+#: the parts of the rows in the medix trainer's current GDPO advantage call (None outside one)
+_GDPO_PARTS: ContextVar[dict | None] = ContextVar("medix_gdpo_parts", default=None)
+
+
+@core_algos.register_adv_est(gdpo.ESTIMATOR)
+def medix_gdpo_advantage(
+    token_level_rewards, response_mask, index, config=None, norm_adv_by_std_in_grpo=True, **kwargs
+):
+    """verl's GDPO (``compute_gdpo_outcome_advantage``) given the reward parts, prompts and attention
+    mask the v1 trainer does not pass: the parts come from the medix trainer's advantage step."""
+    parts = _GDPO_PARTS.get()
+    if parts is None:
+        raise RuntimeError(
+            f"algorithm.adv_estimator={gdpo.ESTIMATOR} runs inside the medix trainer's advantage step "
+            "(trainer.v1.trainer_mode=medix), which hands it the reward parts"
+        )
+    non_tensor_batch, batch = gdpo.inputs(parts, index, response_mask)
+    return core_algos.compute_gdpo_outcome_advantage(
+        token_level_rewards=token_level_rewards,
+        response_mask=response_mask,
+        index=index,
+        norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
+        config=config,
+        non_tensor_batch=non_tensor_batch,
+        batch=batch,
+    )
 
 
 class MeanBandReplayBuffer(ReplayBuffer):
@@ -163,6 +205,12 @@ class MeanBandReplayBuffer(ReplayBuffer):
 @register_trainer(TRAINER_NAME)
 class MedixTrainer(PPOTrainerSync):
     """verl's synchronous v1 trainer with per-part reward metrics and the release's group rule."""
+
+    def __init__(self, config):
+        problem = gdpo.estimator_problem(config.algorithm.adv_estimator, config.trainer.v1.trainer_mode)
+        if problem:
+            raise ValueError(problem)
+        super().__init__(config)
 
     def _build_replay_buffer(self):
         self.trainer_mode = "sync"  # everything else behaves exactly as verl's sync trainer
@@ -286,7 +334,7 @@ class MedixTrainer(PPOTrainerSync):
         gdpo_keys = list(self.config.algorithm.get("gdpo_reward_keys") or [])
         if not gdpo_keys:
             raise ValueError(
-                "algorithm.adv_estimator=gdpo needs algorithm.gdpo_reward_keys: ADV=gdpo on the recipe sets "
+                f"algorithm.adv_estimator={gdpo.ESTIMATOR} needs algorithm.gdpo_reward_keys: ADV=gdpo on the recipe sets "
                 "the reward preset's parts and weights (python -m medix_verl.integration.gdpo PRESET prints them)"
             )
         by_key = dict(zip(keys, infos))
@@ -295,14 +343,13 @@ class MedixTrainer(PPOTrainerSync):
             real_values = [v for k, v in zip(judged.keys, values) if k in real]
             metrics[f"gdpo/{key}/mean"] = float(np.mean(real_values)) if real_values else 0.0
             metrics[f"gdpo/{key}/std"] = float(np.std(real_values)) if real_values else 0.0
-        # verl 0.9.1's v1 trainer passes uid alone to the advantage function: the parts go in for
-        # this one call (checked in check_verl)
-        original = trainer_base.compute_advantage_for_multi_trajectories
-        trainer_base.compute_advantage_for_multi_trajectories = gdpo.with_parts(original, parts)
+        # verl 0.9.1's v1 trainer passes uid alone to the estimator: medix_gdpo_advantage reads the
+        # parts of this call's rows (in judged.keys' order, as verl reads them) from here
+        token = _GDPO_PARTS.set(parts)
         try:
             return super()._compute_advantage(judged, metrics)
         finally:
-            trainer_base.compute_advantage_for_multi_trajectories = original
+            _GDPO_PARTS.reset(token)
 
     def _zero_advantage(self, batch, masked: list[str], judged_out):
         """Advantages and returns of 0 for the ``masked`` rows (and what verl's advantage step

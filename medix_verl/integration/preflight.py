@@ -545,14 +545,16 @@ def _check_resume(f: Facts, report: Report) -> None:
 
 
 def _check_gdpo(f: Facts, report: Report) -> None:
-    """``algorithm.adv_estimator=gdpo``: its reward keys must be parts the reward preset produces
-    (verl asserts each is in the batch at the first advantage, after a step's generation), and
-    only the medix trainer puts them there (verl's v1 trainer passes ``uid`` alone)."""
+    """GDPO (``algorithm.adv_estimator=medix_gdpo``, or verl's ``gdpo``): its reward keys must be
+    parts the reward preset produces (verl asserts each is in the batch at the first advantage,
+    after a step's generation), and only the medix trainer's ``medix_gdpo`` puts them there
+    (verl's v1 trainer passes ``uid`` alone, so verl's ``gdpo`` fails there)."""
     from . import gdpo
 
     cfg, kwargs = f.cfg, f.kwargs
     algorithm = _get(cfg, "algorithm", {}) or {}
-    if algorithm.get("adv_estimator") != gdpo.ESTIMATOR:
+    estimator = algorithm.get("adv_estimator")
+    if estimator not in (gdpo.ESTIMATOR, gdpo.VERL_ESTIMATOR):
         return
     from reward_fns import leaf_parts
 
@@ -565,11 +567,9 @@ def _check_gdpo(f: Facts, report: Report) -> None:
         produced, problems = [], [f"cannot tell the reward's parts: {exc}"]
     else:
         problems = gdpo.check(algorithm, produced)
-    if _get(cfg, "trainer.v1.trainer_mode") != "medix":
-        problems.append(
-            "verl 0.9.1's v1 trainer does not put the reward parts in the batch GDPO reads "
-            f"(trainer.v1.trainer_mode={_get(cfg, 'trainer.v1.trainer_mode')})"
-        )
+    wrong_estimator = gdpo.estimator_problem(estimator, _get(cfg, "trainer.v1.trainer_mode"))
+    if wrong_estimator:
+        problems.append(wrong_estimator)
     for message in problems:
         report.refusals.append(
             Problem(
