@@ -140,7 +140,9 @@ def reward_loop_rate(url: str, rows: list[dict], concurrency: int, tmp: Path) ->
     started = time.perf_counter()
     worker.loop.run_until_complete(worker.compute_score_batch(data))
     elapsed = time.perf_counter() - started
-    return (scorer.judge.stats.requests - before) / elapsed
+    rate = (scorer.judge.stats.requests - before) / elapsed
+    worker.loop.run_until_complete(scorer.aclose())  # the next run builds its own: close this one's sessions
+    return rate
 
 
 def shadow_cost(rows: list[dict], concurrency: int, service_time: float, tmp: Path, repeat: int) -> tuple[float, int]:
