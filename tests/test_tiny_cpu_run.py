@@ -33,6 +33,28 @@ def tiny_run(tmp_path_factory):
     return proc, json.loads(summary_file.read_text()), workdir
 
 
+def test_the_tiny_runs_config_composes_with_a_pool_of_judges(tmp_path):
+    """``--judge-url A,B`` (a pool of replicas) is one string to hydra, as on the recipes, and the
+    reward reads it as two replicas."""
+    from medix_verl.clients.pool import parse_url_list
+    from medix_verl.devkit.tiny_run import server_judge_overrides, train_overrides
+    from medix_verl.integration.compose import compose
+    from medix_verl.reward.settings import RewardSettings
+
+    pool = "http://127.0.0.1:8001/v1,http://127.0.0.1:8002/v1"
+    judge = server_judge_overrides(pool, "judge")
+    overrides = train_overrides(tmp_path / "model", tmp_path / "data", tmp_path / "ckpt", judge, "minilm", 2, 2, [])
+    cfg = compose(overrides, config_name="medix_r1_tiny_cpu")
+    kwargs = cfg.reward.custom_reward_function.reward_kwargs
+    assert kwargs.judge_url == pool
+    assert parse_url_list(RewardSettings.from_kwargs(dict(kwargs)).judge_url, what="judge_url") == pool.split(",")
+    finished = compose(
+        train_overrides(tmp_path, tmp_path, tmp_path, server_judge_overrides(None, "judge"), "m", 2, 2, []),
+        config_name="medix_r1_tiny_cpu",
+    )
+    assert finished.reward.custom_reward_function.reward_kwargs.judge_url is None
+
+
 def step_rows(workdir):
     """The run's metrics.jsonl: one dict of verl's logged metrics per training step."""
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

