@@ -410,23 +410,15 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
     if not args.recipe:
         print("medix-verl preflight: name a recipe (or --list)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from .integration.compose import compose
     from .integration.layout import LayoutError, recipe_overrides
-    from .integration.preflight import before_training
+    from .integration.preflight import check_overrides
 
     try:
         overrides = recipe_overrides(args.recipe, extra=args.overrides)
     except LayoutError as exc:
         print(f"medix-verl preflight: {args.recipe}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        cfg = compose(overrides)
-    except Exception as exc:  # hydra's errors name the bad override
-        print(f"medix-verl preflight: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    report = before_training(cfg)
-    print(report.render())
-    return 0 if report.ok else EXIT_BAD_INPUT
+    return check_overrides(overrides, "medix-verl preflight")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,9 +139,18 @@ def tiny_qwen25_vl_config():
             pad_token_id=151643,
         ),
         # two blocks of width 32 (the second with full attention), Qwen2.5-VL's patching
-        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
-        | {"fullatt_block_indexes": [1], "window_size": 112, "patch_size": 14, "spatial_merge_size": 2}
-        | {"temporal_patch_size": 2},
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+            "window_size": 112,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
         image_token_id=151655,
         video_token_id=151656,
         vision_start_token_id=151652,

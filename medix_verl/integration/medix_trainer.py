@@ -220,14 +220,12 @@ class MedixTrainer(PPOTrainerSync):
         # rule rebuilds the buffer as our subclass with the same arguments
         buffer = super()._build_replay_buffer()
         buffer.refill_fn = stop_on_reward_fault(buffer.refill_fn)
+        if band["rule"] == "mean_band":
+            if buffer.filter_groups_metric is None:
+                raise ValueError(MEAN_BAND_NEEDS)
+            buffer = MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
         buffer.sample = stop_on_reward_fault(buffer.sample)
-        if band["rule"] != "mean_band":
-            return buffer
-        if buffer.filter_groups_metric is None:
-            raise ValueError(MEAN_BAND_NEEDS)
-        banded = MeanBandReplayBuffer(**{name: getattr(buffer, name) for name in _BUFFER_ARGS}, band=band)
-        banded.sample = stop_on_reward_fault(banded.sample)
-        return banded
+        return buffer
 
     # ---------------------------------------------------------------- preemption
     def _totals(self) -> Counter:

@@ -521,16 +521,15 @@ def _check_resume(f: Facts, report: Report) -> None:
         report.notes.append("trainer.save_freq <= 0: no checkpoint is saved, a run that is stopped starts over")
         return
     if fstype in MEMORY_FILESYSTEMS and nnodes > 1:
-        report.refusals.append(
-            Problem(
-                "checkpoint-dir-not-shared",
-                f"trainer.default_local_dir={folder} is on {fstype} ({point}): each of the {nnodes} nodes writes "
-                "its ranks' shards into its own memory, where no other node sees them and a preempted node "
-                "loses them",
-                "set CKPT_DIR (trainer.default_local_dir) to a folder on a filesystem every node mounts "
-                "(NFS, Lustre, GPFS, ...)",
-                "verl/trainer/ppo/v1/trainer_base.py:_save_checkpoint / _load_checkpoint",
-            )
+        _refuse(
+            report,
+            "checkpoint-dir-not-shared",
+            f"trainer.default_local_dir={folder} is on {fstype} ({point}): each of the {nnodes} nodes writes "
+            "its ranks' shards into its own memory, where no other node sees them and a preempted node "
+            "loses them",
+            "set CKPT_DIR (trainer.default_local_dir) to a folder on a filesystem every node mounts "
+            "(NFS, Lustre, GPFS, ...)",
+            "verl/trainer/ppo/v1/trainer_base.py:_save_checkpoint / _load_checkpoint",
         )
     elif fstype in MEMORY_FILESYSTEMS:
         report.notes.append(
@@ -571,14 +570,13 @@ def _check_gdpo(f: Facts, report: Report) -> None:
     if wrong_estimator:
         problems.append(wrong_estimator)
     for message in problems:
-        report.refusals.append(
-            Problem(
-                "gdpo-reward-keys",
-                message,
-                "set ADV=gdpo on the recipe (it sets the preset's parts and weights) and keep "
-                "trainer.v1.trainer_mode=medix",
-                "verl/trainer/ppo/core_algos.py:compute_gdpo_outcome_advantage",
-            )
+        _refuse(
+            report,
+            "gdpo-reward-keys",
+            message,
+            "set ADV=gdpo on the recipe (it sets the preset's parts and weights) and keep "
+            "trainer.v1.trainer_mode=medix",
+            "verl/trainer/ppo/core_algos.py:compute_gdpo_outcome_advantage",
         )
     if not problems:
         report.notes.append(
@@ -605,59 +603,72 @@ def _verl_validate(cfg) -> Problem | None:
     return None
 
 
-def _url_list_problem(value) -> Problem | None:
-    from ..clients.pool import UrlListError, parse_url_list
-
-    try:
-        parse_url_list(value if isinstance(value, str) else list(value), what="reward_kwargs.judge_url")
-    except UrlListError as exc:
-        return Problem(
-            "judge-url-list",
-            str(exc),
-            "JUDGE_URL=http://HOST1:PORT/v1,http://HOST2:PORT/v1 (each replica once, with scheme and port)",
-            "the reward's start-up in every reward worker (medix_verl/clients/pool.py:parse_url_list)",
-        )
-    return None
-
-
 def _urls(value) -> list[str]:
-    """The judge URLs of a reward_kwargs value (one URL, a comma list or a list)."""
+    """The judge URLs of a reward_kwargs value (one URL, a comma list or a list), as written, for
+    the layout's description (the judge check parses and checks them)."""
     if isinstance(value, str):
         return [u.strip() for u in value.split(",") if u.strip()]
     return [str(u) for u in value or []]
 
 
+def _check_judge_urls(judge_url, nnodes: int, report: Report) -> None:
+    """A judge server's URLs: a list the reward workers accept, and none on loopback with several
+    nodes."""
+    from ..clients.pool import UrlListError, parse_url_list
+
+    try:
+        urls = parse_url_list(
+            judge_url if isinstance(judge_url, str) else list(judge_url), what="reward_kwargs.judge_url"
+        )
+    except UrlListError as exc:
+        _refuse(
+            report,
+            "judge-url-list",
+            str(exc),
+            "JUDGE_URL=http://HOST1:PORT/v1,http://HOST2:PORT/v1 (each replica once, with scheme and port)",
+            "the reward's start-up in every reward worker (medix_verl/clients/pool.py:parse_url_list)",
+        )
+        return
+    if nnodes > 1 and any(is_loopback_url(u) for u in urls):
+        _refuse(
+            report,
+            "judge-url-loopback",
+            f"{nnodes} nodes and a loopback judge URL in {judge_url}: verl runs reward workers on every "
+            "node, and those on other nodes would call their own 127.0.0.1",
+            "serve the judge on an address every node reaches (JUDGE_HOST=0.0.0.0 with "
+            "MEDIX_JUDGE_API_KEY on the judge node) and pass JUDGE_URL=http://<judge-node-ip>:8085/v1",
+            "verl/experimental/reward_loop/reward_loop.py:_init_reward_loop_workers (round-robin nodes)",
+        )
+
+
 def _check_judge(f: Facts, report: Report) -> None:
     judge_verl, rm, kwargs, nnodes, gpus = f.judge_verl, f.rm, f.kwargs, f.nnodes, f.gpus
-    refuse = report.refusals.append
     judge_url = kwargs.get("judge_url")
     judge_model = kwargs.get("judge_model")
     response_len = f.response_len
     if judge_verl:
         rm_roll = rm.get("rollout") or {}
         if f.judge_pool and rm_roll.get("free_cache_engine", True):
-            refuse(
-                Problem(
-                    "judge-asleep",
-                    "the verl-managed judge has its own GPUs (enable_resource_pool=true) and "
-                    "rollout.free_cache_engine=true: verl puts it to sleep at start-up and, in this mode, "
-                    "nothing wakes it (every judge call of the first step fails or hangs)",
-                    "reward.reward_model.rollout.free_cache_engine=false (JUDGE=verl does this): its GPUs "
-                    "hold nothing else",
-                    "verl/experimental/reward_loop/reward_model.py:RewardModelManager.__init__ (sleep); "
-                    "wake_up only in RewardLoopManager.compute_rm_score",
-                )
+            _refuse(
+                report,
+                "judge-asleep",
+                "the verl-managed judge has its own GPUs (enable_resource_pool=true) and "
+                "rollout.free_cache_engine=true: verl puts it to sleep at start-up and, in this mode, "
+                "nothing wakes it (every judge call of the first step fails or hangs)",
+                "reward.reward_model.rollout.free_cache_engine=false (JUDGE=verl does this): its GPUs "
+                "hold nothing else",
+                "verl/experimental/reward_loop/reward_model.py:RewardModelManager.__init__ (sleep); "
+                "wake_up only in RewardLoopManager.compute_rm_score",
             )
         model_path = rm.get("model_path")
         if judge_model and judge_model != model_path:
-            refuse(
-                Problem(
-                    "judge-model-name",
-                    f"verl serves the judge under its model_path {model_path!r}, the reward would ask for "
-                    f"{judge_model!r}: every judge call is refused",
-                    "leave reward_kwargs.judge_model null with JUDGE=verl (the reward then uses model_path)",
-                    "verl/workers/rollout/vllm_rollout/vllm_async_server.py (vllm serve <model path>)",
-                )
+            _refuse(
+                report,
+                "judge-model-name",
+                f"verl serves the judge under its model_path {model_path!r}, the reward would ask for "
+                f"{judge_model!r}: every judge call is refused",
+                "leave reward_kwargs.judge_model null with JUDGE=verl (the reward then uses model_path)",
+                "verl/workers/rollout/vllm_rollout/vllm_async_server.py (vllm serve <model path>)",
             )
         if judge_url:
             report.notes.append(
@@ -666,25 +677,23 @@ def _check_judge(f: Facts, report: Report) -> None:
         tp = int(rm_roll.get("tensor_model_parallel_size") or 1)
         rm_gpus = int(rm.get("n_gpus_per_node") or 0)
         if f.judge_pool and (rm_gpus < tp or rm_gpus % tp):
-            refuse(
-                Problem(
-                    "judge-tensor-parallel",
-                    f"the judge pool has {rm_gpus} GPUs per node, judge TP is {tp}",
-                    "JUDGE_GPUS a multiple of JUDGE_TP",
-                    "verl/experimental/reward_loop/reward_model.py:_initialize_llm_servers (num_replicas > 0)",
-                )
+            _refuse(
+                report,
+                "judge-tensor-parallel",
+                f"the judge pool has {rm_gpus} GPUs per node, judge TP is {tp}",
+                "JUDGE_GPUS a multiple of JUDGE_TP",
+                "verl/experimental/reward_loop/reward_model.py:_initialize_llm_servers (num_replicas > 0)",
             )
         judge_ctx = rm_roll.get("max_model_len")
         rm_nodes = int(rm.get("nnodes") or 1)
         if f.judge_pool and rm_nodes > nnodes:
-            refuse(
-                Problem(
-                    "judge-nodes",
-                    f"the judge's pool spans {rm_nodes} nodes (reward.reward_model.nnodes, JUDGE_NODES) but the run "
-                    f"has {nnodes}: verl cannot place {rm_nodes} x {rm_gpus} judge GPUs",
-                    f"JUDGE_NODES <= NNODES ({nnodes})",
-                    "verl/trainer/ppo/v1/trainer_base.py:_init_resource_pool_mgr (reward pool placement)",
-                )
+            _refuse(
+                report,
+                "judge-nodes",
+                f"the judge's pool spans {rm_nodes} nodes (reward.reward_model.nnodes, JUDGE_NODES) but the run "
+                f"has {nnodes}: verl cannot place {rm_nodes} x {rm_gpus} judge GPUs",
+                f"JUDGE_NODES <= NNODES ({nnodes})",
+                "verl/trainer/ppo/v1/trainer_base.py:_init_resource_pool_mgr (reward pool placement)",
             )
         if f.judge_pool and rm_gpus >= tp and rm_gpus % tp == 0:
             report.layout.append(
@@ -702,27 +711,15 @@ def _check_judge(f: Facts, report: Report) -> None:
             )
     else:
         if not judge_url:
-            refuse(
-                Problem(
-                    "no-judge",
-                    "no judge: reward_kwargs.judge_url is empty and verl manages none",
-                    "JUDGE_URL=http://<host>:8085/v1 (recipes/serve_judge.sh) or JUDGE=verl",
-                    "the first judge call of the first step",
-                )
+            _refuse(
+                report,
+                "no-judge",
+                "no judge: reward_kwargs.judge_url is empty and verl manages none",
+                "JUDGE_URL=http://<host>:8085/v1 (recipes/serve_judge.sh) or JUDGE=verl",
+                "the first judge call of the first step",
             )
-        elif (bad := _url_list_problem(judge_url)) is not None:
-            refuse(bad)
-        elif nnodes > 1 and any(is_loopback_url(u) for u in _urls(judge_url)):
-            refuse(
-                Problem(
-                    "judge-url-loopback",
-                    f"{nnodes} nodes and a loopback judge URL in {judge_url}: verl runs reward workers on every "
-                    "node, and those on other nodes would call their own 127.0.0.1",
-                    "serve the judge on an address every node reaches (JUDGE_HOST=0.0.0.0 with "
-                    "MEDIX_JUDGE_API_KEY on the judge node) and pass JUDGE_URL=http://<judge-node-ip>:8085/v1",
-                    "verl/experimental/reward_loop/reward_loop.py:_init_reward_loop_workers (round-robin nodes)",
-                )
-            )
+        else:
+            _check_judge_urls(judge_url, nnodes, report)
         judge_ctx = None
         report.notes.append(
             "the judge server's context (vllm --max-model-len, recipes/serve_judge.sh: 2048) is not visible "
@@ -760,13 +757,24 @@ CHECKS: list[Check] = [
 ]
 
 
-def main(argv=None) -> int:
+def check_overrides(overrides: list[str], prog: str) -> int:
+    """Compose the config of ``overrides``, run the preflight on it as training would
+    (:func:`before_training`) and print the report: 0 if it passes, 2 if it refuses or the
+    config does not compose (hydra's error, which names the override, on stderr)."""
     from .compose import compose
 
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    report = preflight(compose(overrides))
+    try:
+        cfg = compose(overrides)
+    except Exception as exc:  # hydra's errors name the bad override
+        print(f"{prog}: cannot compose the config: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    report = before_training(cfg)
     print(report.render())
     return 0 if report.ok else 2
+
+
+def main(argv=None) -> int:
+    return check_overrides(list(sys.argv[1:] if argv is None else argv), "medix_verl.integration.preflight")
 
 
 if __name__ == "__main__":
