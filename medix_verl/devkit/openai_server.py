@@ -37,11 +37,10 @@ def completion(
     completion_tokens: int,
     finish_reason: str = "stop",
     choice: dict | None = None,
-    id: str | None = None,
 ) -> dict:
     """A ``chat.completion`` body with one choice (``choice`` adds to it, e.g. ``logprobs``)."""
     return {
-        "id": id or f"chatcmpl-{uuid.uuid4().hex}",
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
